@@ -1,0 +1,445 @@
+package agent
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/snakepit-go/snakepit/config"
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+// Worker states as reported by Workers.
+const (
+	StateStarting  = "starting"
+	StateReady     = "ready"
+	StateBusy      = "busy"
+	StateStopping  = "stopping"
+	StateCrashed   = "crashed"
+	StateCrashLoop = "crash_loop"
+)
+
+// slot is one place for a worker in the pool; the worker in it changes as
+// processes crash and are replaced. Fields are guarded by Pool.mu.
+type slot struct {
+	index       int
+	id          string
+	worker      *worker // nil while (re)starting
+	busy        bool
+	idleElem    *list.Element
+	state       string
+	incarnation uint32
+	requests    uint64
+}
+
+// waiter is a request queued for a worker; the pool hands it a slot on got.
+type waiter struct {
+	got  chan *slot // capacity 1
+	elem *list.Element
+}
+
+// Pool is one named pool on this agent: a fixed number of worker slots, a bounded
+// FIFO queue of requests waiting for a free worker, and the reference's stats.
+type Pool struct {
+	cfg        config.Pool
+	agentID    string
+	runtimeDir string
+	log        zerolog.Logger
+
+	ctx    context.Context // ends when the pool stops
+	cancel context.CancelCauseFunc
+	// hardStop bounds worker shutdown; set by Stop before cancel.
+	hardStop context.Context
+	sup      sync.WaitGroup // slot supervisors
+	stopOnce sync.Once
+
+	mu       sync.Mutex
+	slots    []*slot
+	idle     list.List // of *slot, free workers
+	waiters  list.List // of *waiter, oldest first
+	stopping bool
+	running  sync.WaitGroup // requests holding a worker
+	stats    counters
+}
+
+type counters struct {
+	requests, errors, queueTimeouts, saturated, restarts, recycles uint64
+}
+
+// PoolOptions are what a pool needs besides its configuration.
+type PoolOptions struct {
+	AgentID string
+	// RuntimeDir holds the snakepit_worker package; it goes first on PYTHONPATH.
+	RuntimeDir string
+	Log        zerolog.Logger
+}
+
+// NewPool returns a pool that has not started its workers.
+func NewPool(cfg config.Pool, opts PoolOptions) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new pool %s: %w", cfg.Name, err)
+	}
+	p := &Pool{cfg: cfg, agentID: opts.AgentID, runtimeDir: opts.RuntimeDir}
+	p.log = opts.Log.With().Str(keyPool, cfg.Name).Logger()
+	p.ctx, p.cancel = context.WithCancelCause(context.Background())
+	for i := range cfg.PoolSize {
+		id := fmt.Sprintf("%s-%d@%s", cfg.Name, i+1, opts.AgentID)
+		p.slots = append(p.slots, &slot{index: i, id: id, state: StateStarting})
+	}
+	return p, nil
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.cfg.Name }
+
+// Config returns the pool's configuration.
+func (p *Pool) Config() config.Pool { return p.cfg }
+
+// Start launches the workers in batches of startup_batch_size, one batch every
+// startup_batch_delay_ms, and waits until each has finished its handshake. If a
+// worker fails its first start, Start stops the pool and returns that error.
+func (p *Pool) Start(ctx context.Context) error {
+	began := time.Now()
+	results := make(chan error, len(p.slots))
+	for i, s := range p.slots {
+		if i > 0 && i%p.cfg.StartupBatchSize == 0 && !sleepCtx(ctx, p.cfg.StartupBatchDelay) {
+			break
+		}
+		p.sup.Add(1)
+		go p.supervise(s, results)
+	}
+	var first error
+	for range p.slots {
+		var err error
+		select {
+		case err = <-results:
+		case <-ctx.Done():
+			err = fmt.Errorf("start pool %s: %w", p.cfg.Name, context.Cause(ctx))
+		}
+		if err != nil && first == nil {
+			first = err
+			break
+		}
+	}
+	if first != nil {
+		p.Stop(context.Background())
+		return first
+	}
+	p.log.Info().Int("workers", len(p.slots)).Int64(keyElapsedMs, time.Since(began).Milliseconds()).
+		Msg("pool ready")
+	return nil
+}
+
+// supervise keeps a worker in slot s until the pool stops. The outcome of the
+// first start goes to first.
+func (p *Pool) supervise(s *slot, first chan<- error) {
+	defer p.sup.Done()
+	policy := newRestartPolicy()
+	for attempt := 1; ; attempt++ {
+		w, err := p.startWorker(s)
+		if first != nil {
+			first <- err
+			first = nil
+			if err != nil {
+				return
+			}
+		}
+		ready := err == nil
+		var uptime time.Duration
+		if ready {
+			p.workerReady(s, w)
+			select {
+			case <-w.exited:
+			case <-p.ctx.Done():
+				w.shutdown(p.hardStop, time.Second)
+				return
+			}
+			uptime = time.Since(w.started)
+			if !p.workerExited(s, w) {
+				return
+			}
+		} else if p.ctx.Err() != nil {
+			return
+		}
+		dec := policy.next(uptime, ready)
+		p.noteRestart(s, dec, err, attempt)
+		if !sleepCtx(p.ctx, dec.delay) {
+			return
+		}
+	}
+}
+
+func (p *Pool) startWorker(s *slot) (*worker, error) {
+	p.mu.Lock()
+	s.incarnation++
+	inc := s.incarnation
+	p.mu.Unlock()
+	sp := &spec{pool: p.cfg, workerID: s.id, runtimeDir: p.runtimeDir}
+	w, err := spawn(p.ctx, sp, inc, p.log)
+	if err != nil {
+		return nil, err
+	}
+	w.log.Info().Uint32(keyIncarn, inc).Str("python", w.hello.Python).Msg("worker started")
+	return w, nil
+}
+
+func (p *Pool) noteRestart(s *slot, dec restartDecision, startErr error, attempt int) {
+	p.mu.Lock()
+	p.stats.restarts++
+	s.state = StateCrashed
+	if dec.crashLoop {
+		s.state = StateCrashLoop
+	}
+	p.mu.Unlock()
+	ev := p.log.Warn()
+	if dec.crashLoop {
+		ev = p.log.Error()
+	}
+	if startErr != nil {
+		ev = ev.AnErr("error", startErr)
+	}
+	ev.Str(keyWorkerID, s.id).Str(keyReason, dec.reason).Int(keyAttempt, attempt).
+		Int64(keyDelayMs, dec.delay.Milliseconds()).Msg("restarting worker")
+}
+
+// workerReady puts a fresh worker in its slot and offers the slot to the queue.
+func (p *Pool) workerReady(s *slot, w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.worker = w
+	s.state = StateReady
+	if p.stopping {
+		return
+	}
+	if !s.busy {
+		p.offerLocked(s)
+	}
+}
+
+// workerExited takes a dead worker out of its slot; it reports whether the slot
+// should get a new one.
+func (p *Pool) workerExited(s *slot, w *worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.worker == w {
+		s.worker = nil
+		s.state = StateCrashed
+	}
+	if s.idleElem != nil {
+		p.idle.Remove(s.idleElem)
+		s.idleElem = nil
+	}
+	return !p.stopping
+}
+
+// offerLocked gives a free slot to the oldest waiter, or marks it idle.
+func (p *Pool) offerLocked(s *slot) {
+	if front := p.waiters.Front(); front != nil {
+		wt := p.waiters.Remove(front).(*waiter)
+		wt.elem = nil
+		s.busy = true
+		s.state = StateBusy
+		p.running.Add(1)
+		wt.got <- s
+		return
+	}
+	s.busy = false
+	s.state = StateReady
+	s.idleElem = p.idle.PushBack(s)
+}
+
+// Execute runs one request on a free worker, waiting in the queue for one if
+// needed. Errors are *schemas.Error.
+func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
+	res, err := p.execute(ctx, req)
+	if err != nil {
+		p.mu.Lock()
+		p.stats.errors++
+		p.mu.Unlock()
+	}
+	return res, err
+}
+
+func (p *Pool) execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
+	p.mu.Lock()
+	p.stats.requests++
+	p.mu.Unlock()
+	for {
+		if expired(req.Deadline) {
+			return nil, deadlineError(req)
+		}
+		s, err := p.acquire(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		res, err := p.run(s, req)
+		if errors.Is(err, errWorkerGone) {
+			continue
+		}
+		return res, err
+	}
+}
+
+func (p *Pool) run(s *slot, req *schemas.Request) (*schemas.Result, error) {
+	defer p.release(s)
+	if expired(req.Deadline) {
+		return nil, deadlineError(req)
+	}
+	p.mu.Lock()
+	w := s.worker
+	s.requests++
+	p.mu.Unlock()
+	if w == nil {
+		return nil, errWorkerGone
+	}
+	return w.call(req)
+}
+
+// acquire returns a busy-marked slot with a live worker, or a queue error.
+func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error) {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return nil, stoppingError(p.cfg.Name)
+	}
+	if front := p.idle.Front(); front != nil {
+		s := p.idle.Remove(front).(*slot)
+		s.idleElem = nil
+		s.busy = true
+		s.state = StateBusy
+		p.running.Add(1)
+		p.mu.Unlock()
+		return s, nil
+	}
+	if p.waiters.Len() >= p.cfg.MaxQueueSize {
+		p.stats.saturated++
+		p.mu.Unlock()
+		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
+			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
+	}
+	wt := &waiter{got: make(chan *slot, 1)}
+	wt.elem = p.waiters.PushBack(wt)
+	p.mu.Unlock()
+	return p.await(ctx, req, wt)
+}
+
+// await waits in the queue for a slot until pool_queue_timeout, the caller's
+// deadline, or the pool stopping.
+func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*slot, error) {
+	wait := p.cfg.QueueTimeout
+	if !req.Deadline.IsZero() {
+		wait = min(wait, time.Until(req.Deadline))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var cause error
+	select {
+	case s := <-wt.got:
+		if s == nil {
+			return nil, stoppingError(p.cfg.Name)
+		}
+		return s, nil
+	case <-t.C:
+	case <-ctx.Done():
+		cause = context.Cause(ctx)
+	case <-p.ctx.Done():
+		cause = ErrPoolStopped
+	}
+	p.mu.Lock()
+	if wt.elem == nil {
+		// A slot was handed over (or the queue closed) while the timer fired.
+		p.mu.Unlock()
+		if s := <-wt.got; s != nil {
+			return s, nil
+		}
+		return nil, stoppingError(p.cfg.Name)
+	}
+	p.waiters.Remove(wt.elem)
+	wt.elem = nil
+	if cause == nil {
+		p.stats.queueTimeouts++
+	}
+	p.mu.Unlock()
+	switch {
+	case errors.Is(cause, ErrPoolStopped):
+		return nil, stoppingError(p.cfg.Name)
+	case cause != nil:
+		return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonCancelled,
+			"request %s cancelled while queued: %v", req.RequestID, cause)
+	case expired(req.Deadline):
+		return nil, deadlineError(req)
+	}
+	return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonQueueTimeout,
+		"no worker of pool %s became free within %v", p.cfg.Name, p.cfg.QueueTimeout)
+}
+
+// release returns a slot after a request: to the next waiter if its worker lives.
+func (p *Pool) release(s *slot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running.Done()
+	s.busy = false
+	if s.worker != nil && s.worker.alive() && !p.stopping {
+		p.offerLocked(s)
+		return
+	}
+	if s.worker != nil && !p.stopping {
+		s.state = StateReady
+	}
+}
+
+func expired(deadline time.Time) bool {
+	return !deadline.IsZero() && !time.Now().Before(deadline)
+}
+
+func deadlineError(req *schemas.Request) *schemas.Error {
+	return schemas.NewError(schemas.CategoryTimeout, schemas.ReasonDeadlineExceeded,
+		"request %s: caller deadline passed before a worker started it", req.RequestID)
+}
+
+func stoppingError(pool string) *schemas.Error {
+	return schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolStopping,
+		"pool %s is shutting down", pool)
+}
+
+// Stop stops taking work, answers queued requests with an error, lets running
+// requests finish up to shutdown_grace_ms, then shuts the workers down. It
+// returns when every worker process is gone or ctx ends.
+func (p *Pool) Stop(ctx context.Context) {
+	p.stopOnce.Do(func() { p.stop(ctx) })
+}
+
+func (p *Pool) stop(ctx context.Context) {
+	p.mu.Lock()
+	p.stopping = true
+	for e := p.waiters.Front(); e != nil; e = p.waiters.Front() {
+		wt := p.waiters.Remove(e).(*waiter)
+		wt.elem = nil
+		close(wt.got)
+	}
+	p.mu.Unlock()
+
+	graceCtx, cancel := context.WithTimeout(ctx, p.cfg.ShutdownGrace)
+	done := make(chan struct{})
+	go func() { p.running.Wait(); close(done) }()
+	waitCtx(graceCtx, done)
+	cancel()
+
+	p.mu.Lock()
+	for _, s := range p.slots {
+		if s.worker != nil {
+			s.state = StateStopping
+		}
+	}
+	p.mu.Unlock()
+	// Each supervisor shuts its own worker down once the pool context ends.
+	p.hardStop = ctx
+	p.cancel(ErrPoolStopped)
+	p.sup.Wait()
+	p.log.Info().Msg("pool stopped")
+}

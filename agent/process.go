@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snakepit-go/snakepit/config"
+)
+
+// spec is what one worker process is started from.
+type spec struct {
+	pool       config.Pool
+	workerID   string
+	runtimeDir string
+	// extraEnv is added after the agent's environment and before adapter_env.
+	extraEnv []string
+}
+
+// procHandles are the parent's ends of a started worker process.
+type procHandles struct {
+	cmd    *exec.Cmd
+	toW    *os.File // frames to the worker (its fd 3)
+	fromW  *os.File // frames from the worker (its fd 4)
+	stdout *os.File
+	stderr *os.File
+}
+
+// startProcess starts the Python runtime in its own process group with the
+// private pipe pair as fds 3 and 4. The child is killed if the agent dies.
+func startProcess(s *spec) (*procHandles, error) {
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start worker %s: request pipe: %w", s.workerID, err)
+	}
+	respR, respW, err := os.Pipe()
+	if err != nil {
+		closeAll(reqR, reqW)
+		return nil, fmt.Errorf("start worker %s: response pipe: %w", s.workerID, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll(reqR, reqW, respR, respW)
+		return nil, fmt.Errorf("start worker %s: stdout pipe: %w", s.workerID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(reqR, reqW, respR, respW, outR, outW)
+		return nil, fmt.Errorf("start worker %s: stderr pipe: %w", s.workerID, err)
+	}
+
+	cmd := exec.Command(s.pool.Python, workerArgs(s)...)
+	cmd.Env = workerEnv(s)
+	cmd.Stdin = nil
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	cmd.ExtraFiles = []*os.File{reqR, respW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	// The child holds its own copies now; the parent keeps only its ends, so EOF
+	// on fromW means every writer is gone.
+	closeAll(reqR, respW, outW, errW)
+	if err != nil {
+		closeAll(reqW, respR, outR, errR)
+		return nil, fmt.Errorf("start worker %s: %s: %w", s.workerID, s.pool.Python, err)
+	}
+	return &procHandles{cmd: cmd, toW: reqW, fromW: respR, stdout: outR, stderr: errR}, nil
+}
+
+func workerArgs(s *spec) []string {
+	threads := 1
+	if s.pool.WorkerProfile == config.ProfileThread {
+		threads = s.pool.ThreadsPerWorker
+	}
+	args := []string{
+		"-u", "-m", "snakepit_worker",
+		"--adapter", s.pool.AdapterModule,
+		"--worker-id", s.workerID,
+		"--in-fd", "3", "--out-fd", "4",
+		"--threads", strconv.Itoa(threads),
+	}
+	if len(s.pool.AdapterArgs) > 0 {
+		args = append(args, "--")
+		args = append(args, s.pool.AdapterArgs...)
+	}
+	return args
+}
+
+// workerEnv is the agent's environment with the runtime first on PYTHONPATH and
+// the pool's adapter_env last, so adapter_env wins.
+func workerEnv(s *spec) []string {
+	env := os.Environ()
+	pyPath := s.runtimeDir
+	if old := os.Getenv("PYTHONPATH"); old != "" {
+		pyPath += string(filepath.ListSeparator) + old
+	}
+	if v, ok := s.pool.AdapterEnv["PYTHONPATH"]; ok {
+		pyPath = s.runtimeDir + string(filepath.ListSeparator) + v
+	}
+	env = append(env, "PYTHONPATH="+pyPath, "PYTHONUNBUFFERED=1")
+	env = append(env, s.extraEnv...)
+	for k, v := range s.pool.AdapterEnv {
+		if k != "PYTHONPATH" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// killGroup signals the worker's whole process group, so children it started go
+// with it.
+func killGroup(pid int, sig syscall.Signal) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, sig)
+	}
+}
+
+// exitDescription renders a process state as "exit code 3" or "signal killed".
+func exitDescription(st *os.ProcessState) (code int, signal string) {
+	if st == nil {
+		return -1, ""
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal().String()
+	}
+	return st.ExitCode(), ""
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// waitCtx waits for done or ctx, whichever comes first, and reports whether done
+// came.
+func waitCtx(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tailLines keeps the last lines a worker wrote, for start-up error messages.
+type tailLines struct {
+	lines []string
+	max   int
+}
+
+func (t *tailLines) add(line string) {
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+}
+
+func (t *tailLines) String() string { return strings.Join(t.lines, "\n") }
+
+// sleepCtx sleeps d or until ctx ends; it reports whether the sleep completed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

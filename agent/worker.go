@@ -1,0 +1,406 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+// hello is the worker's handshake meta.
+type hello struct {
+	Protocol   int      `json:"protocol"`
+	PID        int      `json:"pid"`
+	WorkerID   string   `json:"worker_id"`
+	Python     string   `json:"python"`
+	Adapter    string   `json:"adapter"`
+	Commands   []string `json:"commands"`
+	ThreadSafe bool     `json:"thread_safe"`
+	Runtime    string   `json:"runtime"`
+}
+
+// requestMeta is the meta of a REQUEST frame.
+type requestMeta struct {
+	Command     string `json:"command"`
+	RequestID   string `json:"request_id"`
+	SessionID   string `json:"session_id,omitempty"`
+	DeadlineMs  int64  `json:"deadline_ms,omitempty"`
+	Traceparent string `json:"traceparent,omitempty"`
+}
+
+// pending is one request waiting for its answer frame.
+type pending struct {
+	answer chan *schemas.Frame // capacity 1
+}
+
+// worker is one live Python process. It is created by spawn and ends when the
+// process exits; a slot replaces it with a new worker.
+type worker struct {
+	id          string
+	incarnation uint32
+	pid         int
+	started     time.Time
+	hello       hello
+	log         zerolog.Logger
+
+	proc *procHandles
+	// exited is closed once the process has exited and every call has been failed.
+	exited   chan struct{}
+	exitErr  *schemas.Error
+	readDone chan struct{}
+
+	wmu sync.Mutex // serializes whole frames on proc.toW
+	buf []byte     // frame encoding scratch, guarded by wmu
+
+	mu      sync.Mutex
+	calls   map[uint32]*pending
+	nextID  uint32
+	stopped bool // SHUTDOWN sent; the exit is expected
+	gone    bool // the process exited; no call may be registered
+	output  tailLines
+}
+
+// spawn starts a worker and waits for its handshake within the start timeout. A
+// worker that fails to start yields an error naming the pool, the adapter and the
+// last lines the process wrote.
+func spawn(ctx context.Context, s *spec, incarnation uint32, log zerolog.Logger) (*worker, error) {
+	proc, err := startProcess(s)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{
+		id: s.workerID, incarnation: incarnation, pid: proc.cmd.Process.Pid,
+		started: time.Now(), proc: proc,
+		exited: make(chan struct{}), readDone: make(chan struct{}),
+		calls: map[uint32]*pending{}, output: tailLines{max: 20},
+	}
+	w.log = log.With().Str(keyWorkerID, w.id).Int(keyPID, w.pid).Logger()
+
+	var drains sync.WaitGroup
+	drains.Add(2)
+	go w.drain(&drains, proc.stdout, "stdout")
+	go w.drain(&drains, proc.stderr, "stderr")
+	helloCh := make(chan error, 1)
+	go w.readLoop(helloCh)
+	go w.wait(&drains)
+
+	startCtx, cancel := context.WithTimeout(ctx, s.pool.StartupTimeout)
+	defer cancel()
+	select {
+	case err = <-helloCh:
+	case <-startCtx.Done():
+		err = fmt.Errorf("no handshake within %v: %w", s.pool.StartupTimeout, ErrStartTimeout)
+	}
+	if err == nil {
+		return w, nil
+	}
+	w.kill()
+	<-w.exited
+	return nil, w.startError(s, err)
+}
+
+func (w *worker) startError(s *spec, cause error) error {
+	w.mu.Lock()
+	tail := w.output.String()
+	w.mu.Unlock()
+	exit := ""
+	if w.exitErr != nil {
+		exit = " (" + w.exitErr.Message + ")"
+	}
+	return &StartError{
+		Pool: s.pool.Name, Adapter: s.pool.AdapterModule, Python: s.pool.Python,
+		Worker: w.id, Exit: exit, Output: tail, Err: cause,
+	}
+}
+
+// drain reads one of the worker's output streams to the end into the log, a
+// line at a time, so a worker writing megabytes never blocks on a full pipe.
+func (w *worker) drain(wg *sync.WaitGroup, f *os.File, stream string) {
+	defer wg.Done()
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			text := string(trimNewline(line))
+			w.mu.Lock()
+			w.output.add(text)
+			w.mu.Unlock()
+			w.log.Info().Str(keyStream, stream).Msg(text)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// readLoop reads answer frames until the pipe closes. The first frame must be
+// HELLO; its outcome goes to helloCh.
+func (w *worker) readLoop(helloCh chan<- error) {
+	defer close(w.readDone)
+	r := bufio.NewReaderSize(w.proc.fromW, 64<<10)
+	f, err := schemas.ReadFrame(r)
+	if err == nil {
+		err = w.acceptHello(f)
+	}
+	helloCh <- err
+	if err != nil {
+		return
+	}
+	for {
+		f, err := schemas.ReadFrame(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				w.log.Warn().Err(err).Msg("worker pipe broken; killing worker")
+				w.kill()
+			}
+			return
+		}
+		w.route(f)
+	}
+}
+
+func (w *worker) acceptHello(f *schemas.Frame) error {
+	if f.Kind != schemas.KindHello {
+		return fmt.Errorf("first frame is kind %d, want HELLO: %w", f.Kind, ErrHandshake)
+	}
+	if err := json.Unmarshal(f.Meta, &w.hello); err != nil {
+		return fmt.Errorf("decode HELLO: %w: %w", ErrHandshake, err)
+	}
+	if w.hello.Protocol != schemas.ProtocolVersion {
+		return fmt.Errorf("protocol %d, want %d: %w", w.hello.Protocol, schemas.ProtocolVersion, ErrHandshake)
+	}
+	return nil
+}
+
+// route hands an answer frame to the call waiting for it.
+func (w *worker) route(f *schemas.Frame) {
+	switch f.Kind {
+	case schemas.KindResult, schemas.KindError:
+		w.mu.Lock()
+		p := w.calls[f.ID]
+		delete(w.calls, f.ID)
+		w.mu.Unlock()
+		if p != nil {
+			p.answer <- f
+		}
+	case schemas.KindPong:
+		// TODO(#5): feed pongs to the heartbeat monitor.
+	default:
+		w.log.Warn().Int("kind", int(f.Kind)).Uint32("frame_id", f.ID).Msg("unexpected frame from worker")
+	}
+}
+
+// wait reaps the process, then fails every call still pending. The process is
+// waited for directly, so its exit is seen at once even if a child it left behind
+// still holds the pipes.
+func (w *worker) wait(drains *sync.WaitGroup) {
+	err := w.proc.cmd.Wait()
+	// Children of the worker go with it.
+	killGroup(w.pid, syscall.SIGKILL)
+	code, sig := exitDescription(w.proc.cmd.ProcessState)
+	w.exitErr = crashError(w.id, code, sig, err)
+	w.mu.Lock()
+	expected := w.stopped
+	w.mu.Unlock()
+
+	// Answers written just before the exit are still in the pipe: let the reader
+	// finish, but not wait on a descendant that keeps the pipe open.
+	select {
+	case <-w.readDone:
+	case <-time.After(200 * time.Millisecond):
+	}
+	w.proc.fromW.Close()
+	w.proc.toW.Close()
+	<-w.readDone
+	waitGroupTimeout(drains, 200*time.Millisecond)
+
+	w.mu.Lock()
+	calls := w.calls
+	w.calls = map[uint32]*pending{}
+	w.gone = true
+	w.mu.Unlock()
+	for _, p := range calls {
+		p.answer <- nil
+	}
+	ev := w.log.Info()
+	if !expected {
+		ev = w.log.Warn()
+	}
+	ev.Int(keyExitCode, code).Str(keySignal, sig).Bool("expected", expected).Msg("worker exited")
+	close(w.exited)
+}
+
+func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func crashError(id string, code int, sig string, err error) *schemas.Error {
+	e := schemas.NewError(schemas.CategoryWorker, schemas.ReasonWorkerCrashed,
+		"worker %s exited with code %d", id, code)
+	if sig != "" {
+		e.Message = fmt.Sprintf("worker %s killed by signal %s", id, sig)
+		e.WithDetail("signal", sig)
+	} else {
+		e.WithDetail("exit_code", code)
+	}
+	if err != nil && code == -1 && sig == "" {
+		e.WithDetail("wait_error", err.Error())
+	}
+	return e.WithDetail("worker_id", id)
+}
+
+// alive reports whether the process has not exited yet.
+func (w *worker) alive() bool {
+	select {
+	case <-w.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// call sends one request and waits for its answer. It returns errWorkerGone
+// without sending when the worker had already exited. The worker stays busy until
+// it answers: a caller that gives up early does not free it.
+func (w *worker) call(req *schemas.Request) (*schemas.Result, error) {
+	p := &pending{answer: make(chan *schemas.Frame, 1)}
+	w.mu.Lock()
+	if w.gone {
+		w.mu.Unlock()
+		return nil, errWorkerGone
+	}
+	w.nextID++
+	id := w.nextID
+	w.calls[id] = p
+	w.mu.Unlock()
+
+	if err := w.sendRequest(id, req); err != nil {
+		w.mu.Lock()
+		delete(w.calls, id)
+		w.mu.Unlock()
+		if errors.Is(err, schemas.ErrFrameTooLarge) {
+			return nil, schemas.NewError(schemas.CategoryValidation, schemas.ReasonPayloadTooLarge,
+				"arguments of %d bytes exceed the worker frame limit", len(req.Args))
+		}
+		<-w.exited
+		return nil, w.exitErr
+	}
+	f := <-p.answer
+	if f == nil {
+		return nil, w.exitErr
+	}
+	return w.answer(f)
+}
+
+func (w *worker) answer(f *schemas.Frame) (*schemas.Result, error) {
+	if f.Kind == schemas.KindResult {
+		return &schemas.Result{Body: f.Body, Raw: f.Raw(), WorkerID: w.id}, nil
+	}
+	e := &schemas.Error{}
+	if err := json.Unmarshal(f.Meta, e); err != nil || e.Category == "" {
+		e = schemas.NewError(schemas.CategoryWorker, schemas.ReasonPythonException,
+			"worker sent an unreadable error: %s", f.Meta)
+	}
+	return nil, e.WithDetail("worker_id", w.id)
+}
+
+func (w *worker) sendRequest(id uint32, req *schemas.Request) error {
+	meta := requestMeta{
+		Command: req.Command, RequestID: req.RequestID, SessionID: req.SessionID,
+		Traceparent: req.Traceparent,
+	}
+	if !req.Deadline.IsZero() {
+		meta.DeadlineMs = req.Deadline.UnixMilli()
+	}
+	mb, err := json.Marshal(&meta)
+	if err != nil {
+		return fmt.Errorf("encode request meta: %w", err)
+	}
+	f := schemas.Frame{Kind: schemas.KindRequest, ID: id, Meta: mb, Body: req.Args}
+	if req.Raw {
+		f.Flags = schemas.FlagRaw
+	}
+	return w.send(&f)
+}
+
+// send writes one whole frame.
+func (w *worker) send(f *schemas.Frame) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	buf, err := schemas.AppendFrame(w.buf[:0], f)
+	if err != nil {
+		return err
+	}
+	if cap(buf) <= 1<<20 {
+		w.buf = buf
+	}
+	if _, err := w.proc.toW.Write(buf); err != nil {
+		return fmt.Errorf("write frame to worker %s: %w", w.id, err)
+	}
+	return nil
+}
+
+// shutdown asks the worker to finish and exit; after grace it is terminated and
+// then killed. It returns once the process is gone or ctx ends.
+func (w *worker) shutdown(ctx context.Context, grace time.Duration) {
+	if !w.alive() {
+		return
+	}
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	_ = w.send(&schemas.Frame{Kind: schemas.KindShutdown})
+	steps := []struct {
+		sig   syscall.Signal
+		after time.Duration
+	}{{0, grace}, {syscall.SIGTERM, 2 * time.Second}, {syscall.SIGKILL, 0}}
+	for _, st := range steps {
+		if st.sig != 0 {
+			killGroup(w.pid, st.sig)
+		}
+		if st.after == 0 {
+			break
+		}
+		t := time.NewTimer(st.after)
+		select {
+		case <-w.exited:
+			t.Stop()
+			return
+		case <-ctx.Done():
+			t.Stop()
+			killGroup(w.pid, syscall.SIGKILL)
+			<-w.exited
+			return
+		case <-t.C:
+		}
+	}
+	<-w.exited
+}
+
+// kill ends the worker's process group at once.
+func (w *worker) kill() {
+	killGroup(w.pid, syscall.SIGKILL)
+}

@@ -1,0 +1,157 @@
+// Command snakectl is the operator CLI of a Snakepit fleet: run a command, read
+// stats and workers. Exit status: 0 success, 1 an error reply or a failed
+// operation, 2 bad usage. Each subcommand lives in its own file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/snakepit-go/snakepit/dispatch"
+)
+
+const defaultServer = "nats://127.0.0.1:4222"
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// command is one subcommand.
+type command struct {
+	name  string
+	usage string
+	run   func(e *env, args []string) int
+}
+
+// env is what every subcommand gets: streams and a lazily opened connection.
+type env struct {
+	stdout, stderr io.Writer
+	server         string
+	prefix         string
+	nc             *nats.Conn
+}
+
+func commands() []command {
+	return []command{
+		{"exec", "exec [--pool P] [--timeout D] [--session S] COMMAND [JSON]", runExec},
+		{"stats", "stats [--json]", runStats},
+		{"workers", "workers [--json]", runWorkers},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("snakectl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&e.server, "server", serverDefault(), "NATS server URL (env NATS_URL)")
+	fs.StringVar(&e.prefix, "prefix", dispatch.DefaultPrefix, "subject prefix")
+	fs.Usage = func() { usage(stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		usage(stderr, fs)
+		return exitUsage
+	}
+	defer e.close()
+	for _, c := range commands() {
+		if c.name == fs.Arg(0) {
+			return c.run(e, fs.Args()[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "snakectl: unknown command %q\n", fs.Arg(0))
+	usage(stderr, fs)
+	return exitUsage
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "usage: snakectl [--server URL] [--prefix P] COMMAND [ARGS]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %s\n", c.usage)
+	}
+	fmt.Fprintln(w, "\nglobal flags:")
+	fs.PrintDefaults()
+}
+
+func serverDefault() string {
+	if u := os.Getenv("NATS_URL"); u != "" {
+		return u
+	}
+	return defaultServer
+}
+
+// client connects on first use.
+func (e *env) client() (*dispatch.Client, error) {
+	if e.nc == nil {
+		nc, err := nats.Connect(e.server, nats.Name("snakectl"), nats.Timeout(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", e.server, err)
+		}
+		e.nc = nc
+	}
+	return dispatch.NewClient(e.nc, dispatch.WithPrefix(e.prefix)), nil
+}
+
+func (e *env) close() {
+	if e.nc != nil {
+		e.nc.Close()
+	}
+}
+
+// fail prints an operation error and returns exit status 1.
+func (e *env) fail(err error) int {
+	fmt.Fprintf(e.stderr, "snakectl: %v\n", err)
+	return exitError
+}
+
+// subFlags returns a flag set for a subcommand whose errors print its usage.
+func (e *env) subFlags(name, usageLine string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: snakectl %s\n", usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseInterleaved parses flags that may come after positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func timeoutContext(d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(context.Background(), d)
+}

@@ -1,0 +1,6 @@
+package dispatch
+
+import "errors"
+
+// ErrRawResult: a raw-bytes result cannot be decoded as JSON.
+var ErrRawResult = errors.New("dispatch: result is raw bytes, not JSON")

@@ -1,0 +1,309 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+// Pool is what the NATS side needs of a local pool.
+type Pool interface {
+	Name() string
+	Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error)
+	Stats() *schemas.PoolStats
+	Workers() []*schemas.WorkerInfo
+}
+
+// ServerOptions configure the agent's NATS side.
+type ServerOptions struct {
+	// Prefix is the subject prefix. Default "snakepit".
+	Prefix  string
+	AgentID string
+	Host    string
+	Version string
+	Log     zerolog.Logger
+}
+
+// Server subscribes an agent's pools to their subjects and replies to requests.
+type Server struct {
+	nc      *nats.Conn
+	opts    ServerOptions
+	subj    Subjects
+	pools   []Pool
+	log     zerolog.Logger
+	started time.Time
+
+	// ctx ends when the server must abandon running work.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	subs     []*nats.Subscription
+	inflight sync.WaitGroup
+	control  *control
+}
+
+// NewServer returns a server that has not subscribed yet.
+func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	s := &Server{
+		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools,
+		log: opts.Log, started: time.Now(),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Start subscribes every pool: its queue group on the shared subjects and a plain
+// subscription on this agent's direct subjects; then the control service.
+func (s *Server) Start() error {
+	for _, p := range s.pools {
+		h := s.handler(p)
+		qs, err := s.nc.QueueSubscribe(s.subj.Exec(p.Name(), "*"), s.subj.QueueGroup(p.Name()), h)
+		if err != nil {
+			return fmt.Errorf("subscribe pool %s: %w", p.Name(), err)
+		}
+		ds, err := s.nc.Subscribe(s.subj.DirectExec(p.Name(), s.opts.AgentID, "*"), h)
+		if err != nil {
+			qs.Unsubscribe()
+			return fmt.Errorf("subscribe pool %s direct: %w", p.Name(), err)
+		}
+		for _, sub := range []*nats.Subscription{qs, ds} {
+			// The handler only decodes and hands off; limits protect memory, not pace.
+			_ = sub.SetPendingLimits(1<<16, 256<<20)
+		}
+		s.mu.Lock()
+		s.subs = append(s.subs, qs, ds)
+		s.mu.Unlock()
+	}
+	c, err := startControl(s)
+	if err != nil {
+		return err
+	}
+	s.control = c
+	return s.nc.Flush()
+}
+
+// StopIntake unsubscribes the pools so no new request arrives; requests already
+// received go on.
+func (s *Server) StopIntake() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
+	_ = s.nc.Flush()
+}
+
+// Wait blocks until every received request has been answered or ctx ends, then
+// stops the control service.
+func (s *Server) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+	if s.control != nil {
+		s.control.stop()
+	}
+}
+
+func (s *Server) handler(p Pool) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		received := time.Now()
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			s.serve(p, m, received)
+		}()
+	}
+}
+
+func (s *Server) serve(p Pool, m *nats.Msg, received time.Time) {
+	req, err := decodeRequest(m, received)
+	if err == nil {
+		ctx := s.ctx
+		if !req.Deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, req.Deadline)
+			defer cancel()
+		}
+		var res *schemas.Result
+		res, err = p.Execute(ctx, req)
+		if err == nil {
+			s.replyResult(m, req, res)
+			return
+		}
+	}
+	s.replyError(m, req, asError(err))
+}
+
+// decodeRequest turns a NATS message into a pool request; a bad request yields the
+// request (for its id) and a validation error.
+func decodeRequest(m *nats.Msg, received time.Time) (*schemas.Request, error) {
+	req := &schemas.Request{Command: lastToken(m.Subject), Args: m.Data}
+	h := m.Header
+	req.RequestID = h.Get(HeaderRequestID)
+	if req.RequestID == "" {
+		req.RequestID = nuid.Next()
+	}
+	req.Traceparent = h.Get(HeaderTraceparent)
+	if err := decodeSession(req, h); err != nil {
+		return req, err
+	}
+	if v := h.Get(HeaderTimeout); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms <= 0 {
+			return req, schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
+				"%s: want a positive number of milliseconds, got %q", HeaderTimeout, v)
+		}
+		req.Deadline = received.Add(time.Duration(ms) * time.Millisecond)
+	}
+	if h.Get(HeaderContentType) == ContentTypeOctetStream {
+		req.Raw = true
+		return req, nil
+	}
+	return req, checkJSONArgs(req)
+}
+
+func decodeSession(req *schemas.Request, h nats.Header) error {
+	vals, ok := h[HeaderSession]
+	if !ok {
+		return nil
+	}
+	id := vals[0]
+	if id == "" || len(id) > MaxSessionID || !utf8.ValidString(id) {
+		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
+			"%s: want 1 to %d bytes of UTF-8, got %d bytes", HeaderSession, MaxSessionID, len(id))
+	}
+	req.SessionID = id
+	return nil
+}
+
+// checkJSONArgs accepts an empty body as {} and otherwise only a JSON object.
+func checkJSONArgs(req *schemas.Request) error {
+	body := bytes.TrimSpace(req.Args)
+	if len(body) == 0 {
+		req.Args = []byte("{}")
+		return nil
+	}
+	if !utf8.Valid(body) {
+		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonBadArguments,
+			"arguments are not valid UTF-8; send Content-Type: %s for raw bytes", ContentTypeOctetStream)
+	}
+	if body[0] != '{' || !json.Valid(body) {
+		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonBadArguments,
+			"arguments must be a JSON object, got %q", truncate(body, 64))
+	}
+	req.Args = body
+	return nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
+
+// asError turns any error from a pool into the public error body.
+func asError(err error) *schemas.Error {
+	var e *schemas.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return schemas.NewError(schemas.CategoryTimeout, schemas.ReasonDeadlineExceeded, "%v", err)
+	}
+	return schemas.NewError(schemas.CategoryWorker, "internal", "%v", err)
+}
+
+func (s *Server) replyResult(m *nats.Msg, req *schemas.Request, res *schemas.Result) {
+	if m.Reply == "" {
+		return
+	}
+	out := nats.NewMsg(m.Reply)
+	out.Header.Set(HeaderRequestID, req.RequestID)
+	out.Header.Set(HeaderWorker, res.WorkerID)
+	if res.Raw {
+		out.Header.Set(HeaderContentType, ContentTypeOctetStream)
+	}
+	out.Data = res.Body
+	if err := m.RespondMsg(out); err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			s.replyError(m, req, schemas.NewError(schemas.CategoryValidation, schemas.ReasonPayloadTooLarge,
+				"result of %d bytes exceeds the server's max payload of %d", len(res.Body), s.nc.MaxPayload()))
+			return
+		}
+		s.log.Warn().Err(err).Str(keyRequestID, req.RequestID).Str(keySubject, m.Reply).Msg("reply failed")
+	}
+}
+
+func (s *Server) replyError(m *nats.Msg, req *schemas.Request, e *schemas.Error) {
+	s.log.Debug().Str(keyRequestID, req.RequestID).Str(keyCommand, req.Command).
+		Str("category", e.Category).Str(keyReason, e.Reason).Msg("request failed")
+	if m.Reply == "" {
+		return
+	}
+	out := errorMsg(m.Reply, req.RequestID, e)
+	if err := m.RespondMsg(out); err != nil {
+		s.log.Warn().Err(err).Str(keyRequestID, req.RequestID).Str(keySubject, m.Reply).Msg("error reply failed")
+	}
+}
+
+// errorMsg renders an error reply: headers and the JSON body.
+func errorMsg(subject, requestID string, e *schemas.Error) *nats.Msg {
+	out := nats.NewMsg(subject)
+	out.Header.Set(HeaderRequestID, requestID)
+	if w, ok := e.Details["worker_id"].(string); ok {
+		out.Header.Set(HeaderWorker, w)
+	}
+	out.Header.Set(HeaderError, e.Category)
+	out.Header.Set(HeaderServiceError, headerSafe(e.Message))
+	out.Header.Set(HeaderServiceErrorCode, errorCode(e))
+	out.Header.Set(HeaderContentType, ContentTypeJSON)
+	body, err := json.Marshal(e)
+	if err != nil {
+		body = []byte(`{"category":"worker","reason":"internal","message":"unencodable error"}`)
+	}
+	out.Data = body
+	return out
+}
+
+// headerSafe makes a message fit in one header value: no line breaks, bounded.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 512 {
+		s = s[:512]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}

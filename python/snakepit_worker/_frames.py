@@ -1,0 +1,212 @@
+"""The frame codec of protocol version 1 (schemas/FRAMES.md).
+
+    offset  size  field
+         0     4  length    bytes after this field: 12 + meta + body
+         4     1  kind      HELLO .. SESSION_END
+         5     1  flags     bit 0: RAW body
+         6     2  reserved  written as 0, ignored when read
+         8     4  id        request id, 0 for the worker itself
+        12     4  meta_len  0 means no meta
+        16     *  meta      a UTF-8 JSON object
+         *     *  body      JSON, raw bytes (RAW) or empty
+
+All integers are unsigned big-endian. A frame longer than 64 MiB, of an
+unknown kind, or whose meta is not a JSON object raises FrameError: the
+stream can no longer be trusted and the caller closes the pipe.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
+
+from . import _json
+
+__all__ = [
+    "HELLO", "REQUEST", "RESULT", "ERROR", "PING", "PONG", "CHUNK", "END",
+    "CANCEL", "SHUTDOWN", "ACK", "SESSION_END", "KIND_NAMES", "RAW",
+    "HEADER_SIZE", "MAX_LENGTH", "Frame", "FrameError", "encode",
+    "decode", "FrameReader", "write_all",
+]
+
+HELLO = 1
+REQUEST = 2
+RESULT = 3
+ERROR = 4
+PING = 5
+PONG = 6
+CHUNK = 7
+END = 8
+CANCEL = 9
+SHUTDOWN = 10
+ACK = 11
+SESSION_END = 12
+
+KIND_NAMES: Dict[int, str] = {
+    HELLO: "HELLO", REQUEST: "REQUEST", RESULT: "RESULT", ERROR: "ERROR",
+    PING: "PING", PONG: "PONG", CHUNK: "CHUNK", END: "END",
+    CANCEL: "CANCEL", SHUTDOWN: "SHUTDOWN", ACK: "ACK",
+    SESSION_END: "SESSION_END",
+}
+
+#: Flag bit 0: the body is raw bytes rather than JSON.
+RAW = 0x01
+
+#: Size of the fixed header, the length field included.
+HEADER_SIZE = 16
+
+#: Largest value of the length field (64 MiB).
+MAX_LENGTH = 64 * 1024 * 1024
+
+# The length field counts the 12 header bytes that follow it.
+_AFTER_LENGTH = HEADER_SIZE - 4
+_HEADER = struct.Struct(">IBBHII")
+_U32_MAX = 0xFFFFFFFF
+
+Bytes = Union[bytes, bytearray, memoryview]
+
+
+class FrameError(ValueError):
+    """A frame that breaks the layout; the pipe must be closed."""
+
+
+class Frame(NamedTuple):
+    """One decoded frame. meta is {} when the frame had none."""
+
+    kind: int
+    id: int
+    meta: Dict[str, Any]
+    body: bytes
+    flags: int = 0
+
+    @property
+    def raw(self) -> bool:
+        """Whether the body is raw bytes (flag RAW)."""
+        return bool(self.flags & RAW)
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES.get(self.kind, str(self.kind))
+
+
+def encode(
+    kind: int,
+    frame_id: int = 0,
+    meta: Optional[Dict[str, Any]] = None,
+    body: Bytes = b"",
+    flags: int = 0,
+) -> bytes:
+    """Return the whole frame as bytes; empty or None meta is omitted."""
+    if kind not in KIND_NAMES:
+        raise FrameError(f"encode frame: unknown kind {kind}")
+    if not 0 <= frame_id <= _U32_MAX:
+        raise FrameError(f"encode frame: id {frame_id} is not a uint32")
+    if not 0 <= flags <= 0xFF:
+        raise FrameError(f"encode frame: flags {flags} is not a byte")
+    meta_bytes = _encode_meta(meta)
+    length = _AFTER_LENGTH + len(meta_bytes) + len(body)
+    if length > MAX_LENGTH:
+        raise FrameError(
+            f"encode frame: length {length} exceeds {MAX_LENGTH}")
+    header = _HEADER.pack(length, kind, flags, 0, frame_id, len(meta_bytes))
+    return b"".join((header, meta_bytes, body))
+
+
+def _encode_meta(meta: Optional[Dict[str, Any]]) -> bytes:
+    if meta is None or meta == {}:
+        return b""
+    if not isinstance(meta, dict):
+        raise FrameError("encode frame: meta must be a dict")
+    return _json.dumps(meta)
+
+
+def _parse_header(header: Bytes) -> Tuple[int, int, int, int, int]:
+    """Check a 16-byte header; return length, kind, flags, id, meta_len."""
+    length, kind, flags, _reserved, frame_id, meta_len = _HEADER.unpack(
+        header)
+    if length > MAX_LENGTH:
+        raise FrameError(
+            f"frame length {length} exceeds the limit of {MAX_LENGTH}")
+    if length < _AFTER_LENGTH:
+        raise FrameError(f"frame length {length} is shorter than a header")
+    if kind not in KIND_NAMES:
+        raise FrameError(f"unknown frame kind {kind}")
+    if meta_len > length - _AFTER_LENGTH:
+        raise FrameError(
+            f"meta length {meta_len} exceeds frame length {length}")
+    return length, kind, flags, frame_id, meta_len
+
+
+def _decode_meta(data: Bytes) -> Dict[str, Any]:
+    if len(data) == 0:
+        return {}
+    try:
+        meta = _json.loads(data)
+    except ValueError as exc:
+        raise FrameError(f"frame meta is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise FrameError(
+            f"frame meta is a {type(meta).__name__}, not a JSON object")
+    return meta
+
+
+def _build(header: Bytes, payload: Bytes) -> Frame:
+    _length, kind, flags, frame_id, meta_len = _parse_header(header)
+    view = memoryview(payload)
+    meta = _decode_meta(view[:meta_len])
+    return Frame(kind, frame_id, meta, bytes(view[meta_len:]), flags)
+
+
+def decode(data: Bytes) -> Frame:
+    """Decode exactly one whole frame held in data."""
+    view = memoryview(data)
+    if len(view) < HEADER_SIZE:
+        raise FrameError(f"frame of {len(view)} bytes is truncated")
+    length = _parse_header(view[:HEADER_SIZE])[0]
+    if len(view) != 4 + length:
+        raise FrameError(
+            f"frame length field says {4 + length} bytes, got {len(view)}")
+    return _build(view[:HEADER_SIZE], view[HEADER_SIZE:])
+
+
+class FrameReader:
+    """Reads frames from a file descriptor, blocking.
+
+    read() returns None at a clean end of file (between frames) and raises
+    FrameError for a bad frame or one cut short by the end of file.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._file = io.open(fd, "rb", buffering=1 << 16, closefd=False)
+
+    def read(self) -> Optional[Frame]:
+        header = self._read_exactly(HEADER_SIZE, at_boundary=True)
+        if header is None:
+            return None
+        length = _parse_header(header)[0]
+        payload = self._read_exactly(length - _AFTER_LENGTH)
+        assert payload is not None
+        return _build(header, payload)
+
+    def _read_exactly(
+        self, size: int, at_boundary: bool = False
+    ) -> Optional[bytes]:
+        data = self._file.read(size) if size else b""
+        if data is None:  # pragma: no cover - only for non-blocking fds
+            raise FrameError("frame reader needs a blocking descriptor")
+        if len(data) == size:
+            return data
+        if at_boundary and not data:
+            return None
+        raise FrameError(
+            f"end of file inside a frame ({len(data)} of {size} bytes)")
+
+
+def write_all(fd: int, data: Bytes) -> None:
+    """Write every byte of data to fd, looping over partial writes."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

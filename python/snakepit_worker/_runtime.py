@@ -1,0 +1,616 @@
+"""The worker loop: frames in, adapter calls, frames out.
+
+    in-fd --> reader thread --+-- PING ---------------> PONG (at once)
+                              +-- REQUEST --> executor (--threads N)
+                              |                 | bind, call, await,
+                              |                 | iterate generators
+                              |                 v
+                              |        RESULT | CHUNK.. END | ERROR
+                              +-- ACK / CANCEL --> wake the stream
+                              +-- SESSION_END --> on_session_end hook
+                              +-- SHUTDOWN ----> drain, hooks, exit 0
+    out-fd <-- one write lock, whole frames only <-- every thread
+
+The main thread only waits: for end of file on in-fd (the agent is
+gone: exit at once), a broken out-fd (exit), a bad frame (exit 4) or a
+SHUTDOWN whose running requests have all finished (exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import logging
+import os
+import platform
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import _errors, _frames, _json
+from ._adapter import BindError, Command, Context, commands_of
+from ._frames import Frame, FrameError, FrameReader
+from ._version import PROTOCOL_VERSION, __version__
+
+__all__ = [
+    "Worker", "EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_ADAPTER",
+    "EXIT_PROTOCOL", "DEFAULT_WINDOW",
+]
+
+log = logging.getLogger("snakepit_worker")
+
+EXIT_OK = 0
+#: The runtime itself failed.
+EXIT_INTERNAL = 1
+#: Bad command line.
+EXIT_USAGE = 2
+#: The adapter could not be imported or constructed.
+EXIT_ADAPTER = 3
+#: The agent sent a frame that breaks the layout.
+EXIT_PROTOCOL = 4
+
+#: Chunks a stream may have unacknowledged when REQUEST has no window.
+DEFAULT_WINDOW = 32
+
+# Largest body that still fits a frame with a small meta.
+_MAX_BODY = _frames.MAX_LENGTH - 4096
+
+_BYTES = (bytes, bytearray, memoryview)
+
+# (kind, meta, body, flags) of the frame that ends a request.
+Outcome = Tuple[int, Optional[Dict[str, Any]], bytes, int]
+
+
+class _PipeClosed(Exception):
+    """out-fd is gone; the process is on its way out."""
+
+
+class _Request:
+    """One request from REQUEST to its last frame."""
+
+    __slots__ = (
+        "id", "frame", "command", "ctx", "stream", "window", "cond",
+        "acked", "task",
+    )
+
+    def __init__(self, frame: Frame, command: Command, ctx: Context,
+                 stream: bool, window: int) -> None:
+        self.id = frame.id
+        self.frame = frame
+        self.command = command
+        self.ctx = ctx
+        self.stream = stream
+        self.window = window
+        # cond guards acked and task; ACK and CANCEL notify it.
+        self.cond = threading.Condition()
+        self.acked = 0
+        self.task: Optional[Tuple[asyncio.AbstractEventLoop,
+                                  "asyncio.Task[Any]"]] = None
+
+
+def _encode_value(value: Any) -> Tuple[int, bytes]:
+    """flags and body for one result or chunk; TypeError if unencodable."""
+    if isinstance(value, bytes):
+        return _frames.RAW, value
+    if isinstance(value, (bytearray, memoryview)):
+        return _frames.RAW, bytes(value)
+    return 0, _json.dumps(value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array"
+
+
+def _error(body: _errors.ErrorBody) -> Outcome:
+    return (_frames.ERROR, body, b"", 0)
+
+
+async def _anext(agen: Any) -> Tuple[bool, Any]:
+    try:
+        return False, await agen.__anext__()
+    except StopAsyncIteration:
+        return True, None
+
+
+class Worker:
+    """Serves one adapter over a pair of frame pipes until told to stop."""
+
+    def __init__(self, adapter: Any, adapter_spec: str, worker_id: str,
+                 in_fd: int, out_fd: int, threads: int = 1) -> None:
+        self._adapter = adapter
+        self._adapter_spec = adapter_spec
+        self._worker_id = worker_id
+        self._in_fd = in_fd
+        self._out_fd = out_fd
+        self._threads = threads
+        self._commands = commands_of(adapter)
+        self._known = sorted(self._commands)
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="snakepit-exec")
+        self._local = threading.local()
+
+        # _write_lock serializes frames on out-fd; _broken is set under it.
+        self._write_lock = threading.Lock()
+        self._broken = False
+
+        # _state guards the fields below and is notified when they change.
+        self._state = threading.Condition()
+        self._requests: Dict[int, _Request] = {}
+        self._busy = 0
+        self._closing = False
+        self._exit: Optional[int] = None
+
+        self._sessions_lock = threading.Lock()
+        self._sessions: Dict[str, Dict[str, Any]] = {}
+
+    # ---- lifecycle -------------------------------------------------
+
+    def hello_meta(self) -> Dict[str, Any]:
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "worker_id": self._worker_id,
+            "python": platform.python_version(),
+            "adapter": self._adapter_spec,
+            "commands": list(self._known),
+            "thread_safe": bool(
+                getattr(type(self._adapter), "thread_safe", False)),
+            "runtime": __version__,
+            "threads": self._threads,
+        }
+
+    def run(self) -> int:
+        """Write HELLO, serve frames, and return the exit status."""
+        try:
+            self._send(_frames.HELLO, 0, self.hello_meta())
+        except _PipeClosed:
+            return self._exit if self._exit is not None else EXIT_OK
+        reader = threading.Thread(
+            target=self._read_loop, name="snakepit-reader", daemon=True)
+        reader.start()
+        with self._state:
+            while self._exit is None and not (
+                    self._closing and self._busy == 0):
+                self._state.wait()
+            if self._exit is not None:
+                return self._exit
+        return self._finish_shutdown()
+
+    def _finish_shutdown(self) -> int:
+        done = self._executor.submit(self._end_all_sessions, "shutdown")
+        done.add_done_callback(self._notify)
+        with self._state:
+            while self._exit is None and not done.done():
+                self._state.wait()
+            if self._exit is not None:
+                return self._exit
+        log.info("worker %s shut down", self._worker_id)
+        return EXIT_OK
+
+    def _notify(self, _future: "Optional[Future[Any]]" = None) -> None:
+        with self._state:
+            self._state.notify_all()
+
+    def _stop(self, status: int) -> None:
+        with self._state:
+            if self._exit is None:
+                self._exit = status
+            self._state.notify_all()
+
+    # ---- reading ---------------------------------------------------
+
+    def _read_loop(self) -> None:
+        reader = FrameReader(self._in_fd)
+        try:
+            while True:
+                frame = reader.read()
+                if frame is None:
+                    log.info("frame pipe closed by the agent; exiting")
+                    self._stop(EXIT_OK)
+                    return
+                self._dispatch(frame)
+        except FrameError as exc:
+            log.error("bad frame from the agent, closing: %s", exc)
+            self._stop(EXIT_PROTOCOL)
+        except _PipeClosed:
+            pass
+        except BaseException:
+            log.exception("frame reader failed")
+            self._stop(EXIT_INTERNAL)
+
+    def _dispatch(self, frame: Frame) -> None:
+        handler = self._handlers.get(frame.kind)
+        if handler is None:
+            log.warning("ignored %s frame id %d: not meant for a worker",
+                        frame.kind_name, frame.id)
+            return
+        handler(self, frame)
+
+    def _on_ping(self, frame: Frame) -> None:
+        meta = {"seq": frame.meta["seq"]} if "seq" in frame.meta else None
+        self._send(_frames.PONG, 0, meta)
+
+    def _on_shutdown(self, frame: Frame) -> None:
+        with self._state:
+            self._closing = True
+            running = self._busy
+            self._state.notify_all()
+        log.info("shutdown requested; %d requests running", running)
+
+    def _find(self, frame_id: int) -> Optional[_Request]:
+        with self._state:
+            return self._requests.get(frame_id)
+
+    def _on_ack(self, frame: Frame) -> None:
+        seq = frame.meta.get("seq")
+        req = self._find(frame.id)
+        if req is None or not isinstance(seq, int):
+            return
+        with req.cond:
+            if seq > req.acked:
+                req.acked = seq
+                req.cond.notify_all()
+
+    def _on_cancel(self, frame: Frame) -> None:
+        req = self._find(frame.id)
+        if req is None:
+            return
+        why = frame.meta.get("reason")
+        req.ctx.cancel(why if isinstance(why, str) else None)
+        with req.cond:
+            task = req.task
+            req.cond.notify_all()
+        if task is not None:
+            loop, pending = task
+            loop.call_soon_threadsafe(pending.cancel)
+
+    def _on_session_end(self, frame: Frame) -> None:
+        session_id = frame.meta.get("session_id")
+        reason = frame.meta.get("reason")
+        if not isinstance(session_id, str):
+            log.warning("SESSION_END without a session_id ignored")
+            return
+        if not isinstance(reason, str) or not reason:
+            reason = "dropped"
+        with self._sessions_lock:
+            state = self._sessions.pop(session_id, None)
+        if state is not None:
+            self._executor.submit(
+                self._call_hook, session_id, state, reason)
+
+    # ---- requests --------------------------------------------------
+
+    def _on_request(self, frame: Frame) -> None:
+        meta = frame.meta
+        name = meta.get("command")
+        if not isinstance(name, str):
+            body = _errors.bad_arguments("", "REQUEST meta has no command")
+            self._send(_frames.ERROR, frame.id, body)
+            return
+        refusal = self._refusal(frame.id, name)
+        if refusal is not None:
+            self._send(_frames.ERROR, frame.id, refusal)
+            return
+        req = self._new_request(frame, self._commands[name])
+        with self._state:
+            self._requests[frame.id] = req
+            self._busy += 1
+        self._executor.submit(self._serve, req)
+
+    def _refusal(self, frame_id: int,
+                 name: str) -> Optional[_errors.ErrorBody]:
+        """Why a REQUEST cannot start, or None when it can."""
+        if name not in self._commands:
+            return _errors.unknown_command(name, self._known)
+        with self._state:
+            if self._closing:
+                return _errors.cancelled(name, "worker is shutting down")
+            if frame_id in self._requests:
+                return _errors.bad_arguments(
+                    name, f"request id {frame_id} is already in flight")
+        return None
+
+    def _new_request(self, frame: Frame, command: Command) -> _Request:
+        meta = frame.meta
+        session_id = _optional_str(meta.get("session_id"))
+        deadline_ms = meta.get("deadline_ms")
+        deadline = None
+        if isinstance(deadline_ms, (int, float)) and not isinstance(
+                deadline_ms, bool):
+            deadline = deadline_ms / 1000.0
+        ctx = Context(
+            worker_id=self._worker_id,
+            command=command.name,
+            request_id=_optional_str(meta.get("request_id")),
+            session_id=session_id,
+            session=self._session(session_id),
+            deadline=deadline,
+            traceparent=_optional_str(meta.get("traceparent")),
+        )
+        window = meta.get("window")
+        if not isinstance(window, int) or isinstance(window, bool) or (
+                window < 1):
+            window = DEFAULT_WINDOW
+        return _Request(frame, command, ctx, meta.get("stream") is True,
+                        window)
+
+    def _session(self, session_id: Optional[str]) -> Optional[Dict[str,
+                                                                   Any]]:
+        if session_id is None:
+            return None
+        with self._sessions_lock:
+            return self._sessions.setdefault(session_id, {})
+
+    def _serve(self, req: _Request) -> None:
+        """Executor entry: run req and write its last frame."""
+        try:
+            outcome: Optional[Outcome] = self._run(req)
+        except _PipeClosed:
+            outcome = None
+        except BaseException as exc:
+            log.exception("request %d failed inside the runtime", req.id)
+            outcome = _error(_errors.exception_body(exc))
+        try:
+            if outcome is not None:
+                self._final(req, outcome)
+        except _PipeClosed:
+            pass
+        finally:
+            self._release(req)
+
+    def _run(self, req: _Request) -> Outcome:
+        if req.ctx.cancelled:
+            return self._cancelled(req)
+        try:
+            bound = self._bind(req)
+        except BindError as exc:
+            return _error(_errors.bad_arguments(req.command.name, str(exc)))
+        try:
+            value = req.command.func(*bound.args, **bound.kwargs)
+            if inspect.iscoroutine(value):
+                value = self._await(req, value)
+        except BaseException as exc:
+            return self._failure(req, exc)
+        if inspect.isgenerator(value) or inspect.isasyncgen(value):
+            source = _Source(self, req, value)
+            if req.stream:
+                return self._stream(req, source)
+            return self._collect(req, source)
+        if req.stream:
+            return self._stream(req, _Source(self, req, iter((value,))))
+        return self._result(req, value)
+
+    def _bind(self, req: _Request) -> inspect.BoundArguments:
+        frame = req.frame
+        if frame.raw:
+            return req.command.bind_raw(req.ctx, frame.body)
+        if not frame.body or frame.body.isspace():
+            return req.command.bind_json(req.ctx, {})
+        try:
+            kwargs = _json.loads(frame.body)
+        except ValueError as exc:
+            raise BindError(f"request body is not valid JSON: {exc}")
+        if not isinstance(kwargs, dict):
+            raise BindError(
+                "request body must be a JSON object, not "
+                f"{_json_type(kwargs)}")
+        return req.command.bind_json(req.ctx, kwargs)
+
+    def _await(self, req: _Request, awaitable: Any) -> Any:
+        """Run a coroutine on this thread's loop; CANCEL cancels it."""
+        loop = self._loop()
+        task = loop.create_task(awaitable)
+        with req.cond:
+            req.task = (loop, task)
+        if req.ctx.cancelled:
+            task.cancel()
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            with req.cond:
+                req.task = None
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop: Optional[asyncio.AbstractEventLoop] = getattr(
+            self._local, "loop", None)
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._local.loop = loop
+        return loop
+
+    # ---- outcomes --------------------------------------------------
+
+    def _cancelled(self, req: _Request) -> Outcome:
+        return _error(_errors.cancelled(
+            req.command.name, req.ctx.cancel_reason))
+
+    def _failure(self, req: _Request, exc: BaseException) -> Outcome:
+        if req.ctx.cancelled:
+            return self._cancelled(req)
+        return _error(_errors.exception_body(exc))
+
+    def _encoded(self, req: _Request,
+                 value: Any) -> Tuple[Optional[Outcome], int, bytes]:
+        """(error, flags, body): error is set when value cannot be sent."""
+        try:
+            flags, body = _encode_value(value)
+        except TypeError as exc:
+            return _error(_errors.exception_body(exc)), 0, b""
+        if len(body) > _MAX_BODY:
+            return _error(_errors.payload_too_large(
+                req.command.name, len(body), _MAX_BODY)), 0, b""
+        return None, flags, body
+
+    def _result(self, req: _Request, value: Any) -> Outcome:
+        if req.ctx.cancelled:
+            return self._cancelled(req)
+        error, flags, body = self._encoded(req, value)
+        if error is not None:
+            return error
+        return (_frames.RESULT, None, body, flags)
+
+    def _collect(self, req: _Request, source: "_Source") -> Outcome:
+        """A generator called without stream: one RESULT of all values."""
+        try:
+            values: List[Any] = []
+            while not req.ctx.cancelled:
+                try:
+                    done, value = source.next()
+                except BaseException as exc:
+                    return self._failure(req, exc)
+                if done:
+                    break
+                values.append(value)
+        finally:
+            source.close()
+        if values and all(isinstance(v, _BYTES) for v in values):
+            return self._result(req, b"".join(values))
+        return self._result(req, values)
+
+    def _stream(self, req: _Request, source: "_Source") -> Outcome:
+        """CHUNK per value within the window, then END (or ERROR)."""
+        try:
+            sent = 0
+            while self._wait_window(req, sent):
+                try:
+                    done, value = source.next()
+                except BaseException as exc:
+                    return self._failure(req, exc)
+                if done or req.ctx.cancelled:
+                    break
+                error, flags, body = self._encoded(req, value)
+                if error is not None:
+                    return error
+                sent += 1
+                self._send(_frames.CHUNK, req.id, {"seq": sent}, body,
+                           flags)
+        finally:
+            source.close()
+        if req.ctx.cancelled:
+            return self._cancelled(req)
+        return (_frames.END, {"chunks": sent}, b"", 0)
+
+    def _wait_window(self, req: _Request, sent: int) -> bool:
+        """Block while the window is full; False once cancelled."""
+        with req.cond:
+            while sent - req.acked >= req.window and not req.ctx.cancelled:
+                req.cond.wait()
+        return not req.ctx.cancelled
+
+    def _final(self, req: _Request, outcome: Outcome) -> None:
+        # Forget the id before answering: the agent may reuse it as soon
+        # as it has the answer.
+        with self._state:
+            if self._requests.get(req.id) is req:
+                del self._requests[req.id]
+        kind, meta, body, flags = outcome
+        self._send(kind, req.id, meta, body, flags)
+
+    def _release(self, req: _Request) -> None:
+        with self._state:
+            if self._requests.get(req.id) is req:
+                del self._requests[req.id]
+            self._busy -= 1
+            self._state.notify_all()
+
+    # ---- sessions --------------------------------------------------
+
+    def _end_all_sessions(self, reason: str) -> None:
+        with self._sessions_lock:
+            ended = list(self._sessions.items())
+            self._sessions.clear()
+        for session_id, state in ended:
+            self._call_hook(session_id, state, reason)
+
+    def _call_hook(self, session_id: str, state: Dict[str, Any],
+                   reason: str) -> None:
+        hook = getattr(self._adapter, "on_session_end", None)
+        if not callable(hook):
+            return
+        try:
+            result = hook(session_id, state, reason)
+            if inspect.iscoroutine(result):
+                self._loop().run_until_complete(result)
+        except BaseException:
+            log.exception("on_session_end(%r, reason=%r) failed",
+                          session_id, reason)
+
+    # ---- writing ---------------------------------------------------
+
+    def _send(self, kind: int, frame_id: int,
+              meta: Optional[Dict[str, Any]] = None, body: bytes = b"",
+              flags: int = 0) -> None:
+        """Write one whole frame; raise _PipeClosed once out-fd is gone."""
+        data = _frames.encode(kind, frame_id, meta, body, flags)
+        with self._write_lock:
+            if self._broken:
+                raise _PipeClosed()
+            try:
+                _frames.write_all(self._out_fd, data)
+            except OSError as exc:
+                self._broken = True
+                gone = exc.errno == errno.EPIPE
+                if not gone:
+                    log.error("writing a frame failed: %s", exc)
+                self._stop(EXIT_OK if gone else EXIT_INTERNAL)
+                raise _PipeClosed() from exc
+
+    _handlers: Dict[int, Callable[["Worker", Frame], None]] = {
+        _frames.PING: _on_ping,
+        _frames.REQUEST: _on_request,
+        _frames.CANCEL: _on_cancel,
+        _frames.ACK: _on_ack,
+        _frames.SESSION_END: _on_session_end,
+        _frames.SHUTDOWN: _on_shutdown,
+    }
+
+
+def _optional_str(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+class _Source:
+    """A sync or async generator seen as next()/close() on one thread."""
+
+    __slots__ = ("_worker", "_req", "_gen", "_async")
+
+    def __init__(self, worker: Worker, req: _Request, gen: Any) -> None:
+        self._worker = worker
+        self._req = req
+        self._gen = gen
+        self._async = inspect.isasyncgen(gen)
+
+    def next(self) -> Tuple[bool, Any]:
+        """(True, None) at the end, else (False, value)."""
+        if self._async:
+            done, value = self._worker._await(self._req, _anext(self._gen))
+            return done, value
+        try:
+            return False, next(self._gen)
+        except StopIteration:
+            return True, None
+
+    def close(self) -> None:
+        """Close the generator so its finally blocks run."""
+        close = getattr(self._gen, "aclose" if self._async else "close",
+                        None)
+        if close is None:
+            return
+        try:
+            if self._async:
+                self._worker._loop().run_until_complete(close())
+            else:
+                close()
+        except BaseException:
+            log.exception("closing the generator of %s failed",
+                          self._req.command.name)

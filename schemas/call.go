@@ -1,0 +1,96 @@
+package schemas
+
+import (
+	"fmt"
+	"time"
+)
+
+// Request is one command call as the agent's pool sees it, whatever transport
+// brought it.
+type Request struct {
+	Command     string
+	RequestID   string
+	SessionID   string
+	Traceparent string
+	// Deadline is when the caller stops waiting; zero means none.
+	Deadline time.Time
+	// Args is the JSON object of arguments, or raw bytes when Raw is set.
+	Args []byte
+	Raw  bool
+}
+
+// Result is a command's answer.
+type Result struct {
+	// Body is the JSON result, or raw bytes when Raw is set.
+	Body     []byte
+	Raw      bool
+	WorkerID string
+}
+
+// Error categories, the reference's.
+const (
+	CategoryTimeout    = "timeout"
+	CategoryWorker     = "worker"
+	CategoryValidation = "validation"
+	CategoryPool       = "pool"
+)
+
+// Error reasons the product produces.
+const (
+	ReasonQueueTimeout       = "queue_timeout"
+	ReasonDeadlineExceeded   = "deadline_exceeded"
+	ReasonPoolSaturated      = "pool_saturated"
+	ReasonPoolNotFound       = "pool_not_found"
+	ReasonPoolStopping       = "pool_stopping"
+	ReasonWorkerCrashed      = "worker_crashed"
+	ReasonWorkerHung         = "worker_hung"
+	ReasonPythonException    = "python_exception"
+	ReasonUnknownCommand     = "unknown_command"
+	ReasonBadArguments       = "bad_arguments"
+	ReasonPayloadTooLarge    = "payload_too_large"
+	ReasonInvalidRequest     = "invalid_request"
+	ReasonSessionLost        = "session_lost"
+	ReasonWorkerBusy         = "worker_busy"
+	ReasonSessionUnavailable = "session_worker_unavailable"
+	ReasonCancelled          = "cancelled"
+	ReasonRequestTimeout     = "request_timeout"
+)
+
+// Error is the public error body of a failed call: the same shape on the wire
+// (JSON), in worker frames and for Go callers, who match it with errors.As.
+type Error struct {
+	Category string         `json:"category"`
+	Reason   string         `json:"reason"`
+	Message  string         `json:"message"`
+	Details  map[string]any `json:"details,omitempty"`
+}
+
+// NewError returns an error of the category and reason with a formatted message.
+func NewError(category, reason, format string, args ...any) *Error {
+	return &Error{Category: category, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s/%s: %s", e.Category, e.Reason, e.Message)
+}
+
+// Is matches another *Error by category and reason, so errors.Is works against a
+// template such as &Error{Category: "pool", Reason: "pool_saturated"}. An empty
+// field in the template matches anything.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	if !ok {
+		return false
+	}
+	return (t.Category == "" || t.Category == e.Category) &&
+		(t.Reason == "" || t.Reason == e.Reason)
+}
+
+// WithDetail returns e with one more detail set.
+func (e *Error) WithDetail(key string, v any) *Error {
+	if e.Details == nil {
+		e.Details = map[string]any{}
+	}
+	e.Details[key] = v
+	return e
+}

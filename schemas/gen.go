@@ -1,0 +1,3 @@
+package schemas
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative snakepit.proto
