@@ -61,6 +61,9 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
+	if opts.Version == "" {
+		opts.Version = Version
+	}
 	s := &Server{
 		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools,
 		log: opts.Log, started: time.Now(),

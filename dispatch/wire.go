@@ -10,6 +10,9 @@ import (
 	"github.com/snakepit-go/snakepit/schemas"
 )
 
+// Version is the product version agents report when none is set.
+const Version = "0.1.0"
+
 // DefaultPrefix is the first token of every subject.
 const DefaultPrefix = "snakepit"
 

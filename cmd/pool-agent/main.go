@@ -23,8 +23,8 @@ import (
 	"github.com/snakepit-go/snakepit/host"
 )
 
-// version is set by the build.
-var version = "0.1.0-dev"
+// version is set by the build; empty reports dispatch.Version.
+var version = ""
 
 type flags struct {
 	configFile string

@@ -8,7 +8,7 @@ standard library would; everything else goes to the standard library:
          |  or b"null" in the output (orjson writes NaN as null)
          +--stdlib json--> bytes or TypeError
 
-    loads(data) --no run of 20+ digits--> orjson.loads
+    loads(data) --no run of 19+ digits--> orjson.loads
          |  a long digit run (orjson turns such integers into floats)
          |  or orjson refused the text
          +--stdlib json--> value or ValueError
@@ -45,9 +45,9 @@ if _orjson is not None:  # pragma: no branch
         | _orjson.OPT_PASSTHROUGH_SUBCLASS
     )
 
-# Integers with 20 or more digits may not fit 64 bits; orjson would parse
-# them as floats and lose their value.
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+# An integer of 19 or more digits may not fit 64 bits (-2**63 - 1 has 19);
+# orjson would parse it as a float and lose its value.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False,

@@ -232,6 +232,10 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(DEADLINE)
+
+    def dispose(self) -> None:
+        """close(), then drop the captured output."""
+        self.close()
         self.stdout.close()
         self.stderr.close()
 
@@ -248,6 +252,12 @@ class LeakCheckedCase(unittest.TestCase):
         self._children_before = child_pids(os.getpid())
         self._workers: List[WorkerProcess] = []
 
+    def temp_path(self, name: str) -> str:
+        """A path in a temporary directory removed after the test."""
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        return os.path.join(tmp.name, name)
+
     def spawn(self, **kwargs: Any) -> WorkerProcess:
         worker = WorkerProcess(**kwargs)
         self._workers.append(worker)
@@ -263,7 +273,7 @@ class LeakCheckedCase(unittest.TestCase):
 
     def tearDown(self) -> None:
         for worker in self._workers:
-            worker.close()
+            worker.dispose()
         for worker in self._workers:
             self.assertIsNotNone(worker.proc.returncode)
         poll_until(self._no_new_threads, "threads to end")
