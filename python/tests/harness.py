@@ -107,26 +107,13 @@ def child_pids(parent: int) -> Set[int]:
     return found
 
 
-class WorkerProcess:
-    """One worker subprocess and the test's ends of its frame pipes."""
+class FramePipe:
+    """The test's ends of a frame pipe pair: send to, and recv from."""
 
-    def __init__(self, adapter: str = SHOWCASE, worker_id: str = "t1",
-                 threads: int = 1, args: Sequence[str] = (),
-                 env: Optional[Dict[str, str]] = None) -> None:
-        to_r, to_w = os.pipe()
-        from_r, from_w = os.pipe()
-        self.stdout = tempfile.TemporaryFile()
-        self.stderr = tempfile.TemporaryFile()
-        cmd = worker_command(adapter, worker_id, to_r, from_w, threads,
-                             args)
-        self.proc = subprocess.Popen(
-            cmd, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
-            stdout=self.stdout, stderr=self.stderr, cwd=PYTHON_DIR,
-            env=worker_env(env))
-        os.close(to_r)
-        os.close(from_w)
-        self.to_fd: Optional[int] = to_w
-        self.from_fd: Optional[int] = from_r
+    def __init__(self, read_fd: Optional[int],
+                 write_fd: Optional[int]) -> None:
+        self.from_fd = read_fd
+        self.to_fd = write_fd
         self._buf = bytearray()
 
     # ---- frames ----------------------------------------------------
@@ -204,6 +191,29 @@ class WorkerProcess:
         frame = _frames.decode(bytes(self._buf[:total]))
         del self._buf[:total]
         return frame
+
+
+class WorkerProcess(FramePipe):
+    """One worker subprocess and the test's ends of its frame pipes."""
+
+    def __init__(self, adapter: str = SHOWCASE, worker_id: str = "t1",
+                 threads: int = 1, args: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None) -> None:
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        super().__init__(from_r, to_w)
+        self.stdout = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()
+        cmd = worker_command(adapter, worker_id, to_r, from_w, threads,
+                             args)
+        try:
+            self.proc = subprocess.Popen(
+                cmd, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
+                stdout=self.stdout, stderr=self.stderr, cwd=PYTHON_DIR,
+                env=worker_env(env))
+        finally:
+            os.close(to_r)
+            os.close(from_w)
 
     # ---- process ---------------------------------------------------
 
