@@ -384,7 +384,7 @@ func (p *Pool) release(s *slot) {
 	defer p.mu.Unlock()
 	p.running.Done()
 	s.busy = false
-	if s.worker != nil && s.worker.alive() && !p.stopping {
+	if s.worker != nil && s.worker.usable() && !p.stopping {
 		p.offerLocked(s)
 		return
 	}

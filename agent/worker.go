@@ -213,6 +213,11 @@ func (w *worker) route(f *schemas.Frame) {
 // still holds the pipes.
 func (w *worker) wait(drains *sync.WaitGroup) {
 	err := w.proc.cmd.Wait()
+	// From here no new call may start on this worker; calls already sent are
+	// failed below once the reader has drained what the process wrote.
+	w.mu.Lock()
+	w.gone = true
+	w.mu.Unlock()
 	// Children of the worker go with it.
 	killGroup(w.pid, syscall.SIGKILL)
 	code, sig := exitDescription(w.proc.cmd.ProcessState)
@@ -235,7 +240,6 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	w.mu.Lock()
 	calls := w.calls
 	w.calls = map[uint32]*pending{}
-	w.gone = true
 	w.mu.Unlock()
 	for _, p := range calls {
 		p.answer <- nil
@@ -272,6 +276,13 @@ func crashError(id string, code int, sig string, err error) *schemas.Error {
 	return e.WithDetail("worker_id", id)
 }
 
+// usable reports whether new calls may be sent to the worker.
+func (w *worker) usable() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.gone
+}
+
 // alive reports whether the process has not exited yet.
 func (w *worker) alive() bool {
 	select {
@@ -305,8 +316,8 @@ func (w *worker) call(req *schemas.Request) (*schemas.Result, error) {
 			return nil, schemas.NewError(schemas.CategoryValidation, schemas.ReasonPayloadTooLarge,
 				"arguments of %d bytes exceed the worker frame limit", len(req.Args))
 		}
-		<-w.exited
-		return nil, w.exitErr
+		// The request never reached a live process: another worker may take it.
+		return nil, errWorkerGone
 	}
 	f := <-p.answer
 	if f == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -309,4 +310,30 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestKilledWorkerGetsNewPID(t *testing.T) {
+	f := startFleet(t, testPool("default", 1))
+	pool := f.host.Agent().Pools()[0]
+	old := pool.Workers()[0]
+	if err := syscall.Kill(int(old.Pid), syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", old.Pid, err)
+	}
+	// A request racing the kill itself may be lost with the process; the ones
+	// after the agent has seen the exit must all succeed.
+	eventually(t, 5*time.Second, "exit noticed", func() bool {
+		return pool.Workers()[0].Incarnation > old.Incarnation
+	})
+	for i := 0; i < 5; i++ {
+		if _, err := f.client.Execute(t.Context(), "default", "ping", nil); err != nil {
+			t.Fatalf("ping %d after kill -9: %v", i, err)
+		}
+	}
+	now := pool.Workers()[0]
+	if now.Id != old.Id || now.Pid == old.Pid || now.Incarnation != old.Incarnation+1 {
+		t.Fatalf("worker after kill -9 = %v, want %s with a new pid and incarnation %d", now, old.Id, old.Incarnation+1)
+	}
+	if st := pool.Stats(); st.Restarts != 1 {
+		t.Fatalf("restarts = %d, want 1", st.Restarts)
+	}
 }
