@@ -256,48 +256,60 @@ func (p *Pool) offerLocked(s *slot) {
 // Execute runs one request on a free worker, waiting in the queue for one if
 // needed. Errors are *schemas.Error.
 func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
-	res, err := p.execute(ctx, req)
+	var res *schemas.Result
+	err := p.execute(ctx, req, func(w *worker) error {
+		var err error
+		res, err = w.call(req)
+		return err
+	})
+	return res, err
+}
+
+// ExecuteStream runs a streaming request on a free worker; see schemas.StreamCall.
+// It returns once the worker has ended the stream.
+func (p *Pool) ExecuteStream(ctx context.Context, req *schemas.Request, sc *schemas.StreamCall) error {
+	return p.execute(ctx, req, func(w *worker) error { return w.stream(ctx, req, sc) })
+}
+
+// execute admits a request, finds it a worker and runs it there, counting it in
+// the stats. A worker found dead before the request reached it is replaced by
+// another, transparently.
+func (p *Pool) execute(ctx context.Context, req *schemas.Request, run func(*worker) error) error {
+	p.mu.Lock()
+	p.stats.requests++
+	p.mu.Unlock()
+	err := p.executeOnce(ctx, req, run)
+	for errors.Is(err, errWorkerGone) {
+		err = p.executeOnce(ctx, req, run)
+	}
 	if err != nil {
 		p.mu.Lock()
 		p.stats.errors++
 		p.mu.Unlock()
 	}
-	return res, err
+	return err
 }
 
-func (p *Pool) execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
-	p.mu.Lock()
-	p.stats.requests++
-	p.mu.Unlock()
-	for {
-		if expired(req.Deadline) {
-			return nil, deadlineError(req)
-		}
-		s, err := p.acquire(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		res, err := p.run(s, req)
-		if errors.Is(err, errWorkerGone) {
-			continue
-		}
-		return res, err
+func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, run func(*worker) error) error {
+	if expired(req.Deadline) {
+		return deadlineError(req)
 	}
-}
-
-func (p *Pool) run(s *slot, req *schemas.Request) (*schemas.Result, error) {
+	s, err := p.acquire(ctx, req)
+	if err != nil {
+		return err
+	}
 	defer p.release(s)
 	if expired(req.Deadline) {
-		return nil, deadlineError(req)
+		return deadlineError(req)
 	}
 	p.mu.Lock()
 	w := s.worker
 	s.requests++
 	p.mu.Unlock()
 	if w == nil {
-		return nil, errWorkerGone
+		return errWorkerGone
 	}
-	return w.call(req)
+	return run(w)
 }
 
 // acquire returns a busy-marked slot with a live worker, or a queue error.

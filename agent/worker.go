@@ -29,19 +29,6 @@ type hello struct {
 	Runtime    string   `json:"runtime"`
 }
 
-// requestMeta is the meta of a REQUEST frame.
-type requestMeta struct {
-	Command     string `json:"command"`
-	RequestID   string `json:"request_id"`
-	SessionID   string `json:"session_id,omitempty"`
-	DeadlineMs  int64  `json:"deadline_ms,omitempty"`
-	Traceparent string `json:"traceparent,omitempty"`
-}
-
-// pending is one request waiting for its answer frame.
-type pending struct {
-	answer chan *schemas.Frame // capacity 1
-}
 
 // worker is one live Python process. It is created by spawn and ends when the
 // process exits; a slot replaces it with a new worker.
@@ -193,13 +180,22 @@ func (w *worker) acceptHello(f *schemas.Frame) error {
 // route hands an answer frame to the call waiting for it.
 func (w *worker) route(f *schemas.Frame) {
 	switch f.Kind {
-	case schemas.KindResult, schemas.KindError:
+	case schemas.KindResult, schemas.KindError, schemas.KindEnd:
 		w.mu.Lock()
 		p := w.calls[f.ID]
 		delete(w.calls, f.ID)
 		w.mu.Unlock()
 		if p != nil {
-			p.answer <- f
+			p.deliver(f)
+			close(p.frames)
+		}
+	case schemas.KindChunk:
+		w.mu.Lock()
+		p := w.calls[f.ID]
+		w.mu.Unlock()
+		if p != nil && !p.deliver(f) {
+			w.log.Warn().Uint32("frame_id", f.ID).Msg("worker sent chunks past the stream window; killing worker")
+			w.kill()
 		}
 	case schemas.KindPong:
 		// TODO(#5): feed pongs to the heartbeat monitor.
@@ -241,8 +237,9 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	calls := w.calls
 	w.calls = map[uint32]*pending{}
 	w.mu.Unlock()
+	// A closed channel with no final frame tells the caller the worker died.
 	for _, p := range calls {
-		p.answer <- nil
+		close(p.frames)
 	}
 	ev := w.log.Info()
 	if !expected {
@@ -291,70 +288,6 @@ func (w *worker) alive() bool {
 	default:
 		return true
 	}
-}
-
-// call sends one request and waits for its answer. It returns errWorkerGone
-// without sending when the worker had already exited. The worker stays busy until
-// it answers: a caller that gives up early does not free it.
-func (w *worker) call(req *schemas.Request) (*schemas.Result, error) {
-	p := &pending{answer: make(chan *schemas.Frame, 1)}
-	w.mu.Lock()
-	if w.gone {
-		w.mu.Unlock()
-		return nil, errWorkerGone
-	}
-	w.nextID++
-	id := w.nextID
-	w.calls[id] = p
-	w.mu.Unlock()
-
-	if err := w.sendRequest(id, req); err != nil {
-		w.mu.Lock()
-		delete(w.calls, id)
-		w.mu.Unlock()
-		if errors.Is(err, schemas.ErrFrameTooLarge) {
-			return nil, schemas.NewError(schemas.CategoryValidation, schemas.ReasonPayloadTooLarge,
-				"arguments of %d bytes exceed the worker frame limit", len(req.Args))
-		}
-		// The request never reached a live process: another worker may take it.
-		return nil, errWorkerGone
-	}
-	f := <-p.answer
-	if f == nil {
-		return nil, w.exitErr
-	}
-	return w.answer(f)
-}
-
-func (w *worker) answer(f *schemas.Frame) (*schemas.Result, error) {
-	if f.Kind == schemas.KindResult {
-		return &schemas.Result{Body: f.Body, Raw: f.Raw(), WorkerID: w.id}, nil
-	}
-	e := &schemas.Error{}
-	if err := json.Unmarshal(f.Meta, e); err != nil || e.Category == "" {
-		e = schemas.NewError(schemas.CategoryWorker, schemas.ReasonPythonException,
-			"worker sent an unreadable error: %s", f.Meta)
-	}
-	return nil, e.WithDetail("worker_id", w.id)
-}
-
-func (w *worker) sendRequest(id uint32, req *schemas.Request) error {
-	meta := requestMeta{
-		Command: req.Command, RequestID: req.RequestID, SessionID: req.SessionID,
-		Traceparent: req.Traceparent,
-	}
-	if !req.Deadline.IsZero() {
-		meta.DeadlineMs = req.Deadline.UnixMilli()
-	}
-	mb, err := json.Marshal(&meta)
-	if err != nil {
-		return fmt.Errorf("encode request meta: %w", err)
-	}
-	f := schemas.Frame{Kind: schemas.KindRequest, ID: id, Meta: mb, Body: req.Args}
-	if req.Raw {
-		f.Flags = schemas.FlagRaw
-	}
-	return w.send(&f)
 }
 
 // send writes one whole frame.

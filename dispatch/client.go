@@ -54,6 +54,8 @@ type callOptions struct {
 	session     string
 	affinity    string
 	traceparent string
+	window      int
+	idle        time.Duration
 }
 
 // WithTimeout bounds the call; the agent drops work whose deadline has passed.

@@ -23,6 +23,7 @@ import (
 type Pool interface {
 	Name() string
 	Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error)
+	ExecuteStream(ctx context.Context, req *schemas.Request, sc *schemas.StreamCall) error
 	Stats() *schemas.PoolStats
 	Workers() []*schemas.WorkerInfo
 }
@@ -52,6 +53,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	subs     []*nats.Subscription
+	ackSubs  []*nats.Subscription
+	streams  map[string]*serverStream
 	inflight sync.WaitGroup
 	control  *control
 }
@@ -66,7 +69,7 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 	}
 	s := &Server{
 		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools,
-		log: opts.Log, started: time.Now(),
+		log: opts.Log, started: time.Now(), streams: map[string]*serverStream{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -76,23 +79,10 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 // subscription on this agent's direct subjects; then the control service.
 func (s *Server) Start() error {
 	for _, p := range s.pools {
-		h := s.handler(p)
-		qs, err := s.nc.QueueSubscribe(s.subj.Exec(p.Name(), "*"), s.subj.QueueGroup(p.Name()), h)
-		if err != nil {
-			return fmt.Errorf("subscribe pool %s: %w", p.Name(), err)
+		if err := s.subscribePool(p); err != nil {
+			s.StopIntake()
+			return err
 		}
-		ds, err := s.nc.Subscribe(s.subj.DirectExec(p.Name(), s.opts.AgentID, "*"), h)
-		if err != nil {
-			qs.Unsubscribe()
-			return fmt.Errorf("subscribe pool %s direct: %w", p.Name(), err)
-		}
-		for _, sub := range []*nats.Subscription{qs, ds} {
-			// The handler only decodes and hands off; limits protect memory, not pace.
-			_ = sub.SetPendingLimits(1<<16, 256<<20)
-		}
-		s.mu.Lock()
-		s.subs = append(s.subs, qs, ds)
-		s.mu.Unlock()
 	}
 	c, err := startControl(s)
 	if err != nil {
@@ -100,6 +90,40 @@ func (s *Server) Start() error {
 	}
 	s.control = c
 	return s.nc.Flush()
+}
+
+// subscribePool subscribes one pool's exec and stream subjects, shared (queue
+// group) and direct, and this agent's ack subject for its streams.
+func (s *Server) subscribePool(p Pool) error {
+	name, id := p.Name(), s.opts.AgentID
+	exec, stream := s.handler(p), s.streamHandler(p)
+	subs := []struct {
+		subject, queue string
+		h              nats.MsgHandler
+	}{
+		{s.subj.Exec(name, "*"), s.subj.QueueGroup(name), exec},
+		{s.subj.DirectExec(name, id, "*"), "", exec},
+		{s.subj.Stream(name, "*"), s.subj.QueueGroup(name), stream},
+		{s.subj.DirectStream(name, id, "*"), "", stream},
+		{s.subj.Ack(name, id, "*"), "", s.ackHandler},
+	}
+	for _, sd := range subs {
+		sub, err := s.nc.QueueSubscribe(sd.subject, sd.queue, sd.h)
+		if err != nil {
+			return fmt.Errorf("subscribe pool %s on %s: %w", name, sd.subject, err)
+		}
+		// Handlers only decode and hand off; limits protect memory, not pace.
+		_ = sub.SetPendingLimits(1<<16, 256<<20)
+		s.mu.Lock()
+		if sd.subject == s.subj.Ack(name, id, "*") {
+			// Acks keep flowing while running streams finish after StopIntake.
+			s.ackSubs = append(s.ackSubs, sub)
+		} else {
+			s.subs = append(s.subs, sub)
+		}
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // StopIntake unsubscribes the pools so no new request arrives; requests already
@@ -127,6 +151,12 @@ func (s *Server) Wait(ctx context.Context) {
 		<-done
 	}
 	s.cancel()
+	s.mu.Lock()
+	for _, sub := range s.ackSubs {
+		_ = sub.Unsubscribe()
+	}
+	s.ackSubs = nil
+	s.mu.Unlock()
 	if s.control != nil {
 		s.control.stop()
 	}

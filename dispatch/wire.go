@@ -55,6 +55,21 @@ func (s Subjects) DirectExec(pool, agentID, command string) string {
 	return s.Prefix + "." + pool + ".agent." + agentID + ".exec." + command
 }
 
+// Stream is where a streaming request for pool and command goes.
+func (s Subjects) Stream(pool, command string) string {
+	return s.Prefix + "." + pool + ".stream." + command
+}
+
+// DirectStream reaches one agent of the pool only.
+func (s Subjects) DirectStream(pool, agentID, command string) string {
+	return s.Prefix + "." + pool + ".agent." + agentID + ".stream." + command
+}
+
+// Ack is where a reader acknowledges the chunks of one stream.
+func (s Subjects) Ack(pool, agentID, streamID string) string {
+	return s.Prefix + "." + pool + ".agent." + agentID + ".ack." + streamID
+}
+
 // Control is a fleet-wide control subject answered by every agent.
 func (s Subjects) Control(verb string) string { return s.Prefix + ".ctl." + verb }
 

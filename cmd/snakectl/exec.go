@@ -22,17 +22,9 @@ func runExec(e *env, args []string) int {
 	if err != nil {
 		return exitUsage
 	}
-	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
+	body, ok := commandArgs(e, fs, pos)
+	if !ok {
 		return exitUsage
-	}
-	var body json.RawMessage
-	if len(pos) == 2 {
-		if !json.Valid([]byte(pos[1])) {
-			fmt.Fprintf(e.stderr, "snakectl exec: arguments are not valid JSON: %s\n", pos[1])
-			return exitUsage
-		}
-		body = json.RawMessage(pos[1])
 	}
 	c, err := e.client()
 	if err != nil {
@@ -47,11 +39,7 @@ func runExec(e *env, args []string) int {
 	if *requestID != "" {
 		opts = append(opts, dispatch.WithRequestID(*requestID))
 	}
-	var args2 any
-	if body != nil {
-		args2 = body
-	}
-	r, err := c.Call(ctx, *pool, pos[0], args2, opts...)
+	r, err := c.Call(ctx, *pool, pos[0], body, opts...)
 	if err != nil {
 		return e.printError(err)
 	}

@@ -43,7 +43,8 @@ type env struct {
 
 func commands() []command {
 	return []command{
-		{"exec", "exec [--pool P] [--timeout D] [--session S] COMMAND [JSON]", runExec},
+		{"exec", execUsage, runExec},
+		{"stream", streamUsage, runStream},
 		{"stats", "stats [--json]", runStats},
 		{"workers", "workers [--json]", runWorkers},
 	}
