@@ -113,8 +113,10 @@ def _check_fds(*fds: int) -> Optional[str]:
             os.fstat(fd)
         except OSError as exc:
             return f"descriptor {fd} is not open: {exc.strerror}"
-        # Children of the adapter must not hold the frame pipes open.
+        # Children of the adapter must not hold the frame pipes open, and
+        # the runtime reads and writes whole frames with blocking calls.
         os.set_inheritable(fd, False)
+        os.set_blocking(fd, True)
     if len(set(fds)) != len(fds):
         return "--in-fd and --out-fd must differ"
     return None

@@ -19,6 +19,7 @@ always JSON that any reader accepts.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -28,7 +29,7 @@ __all__ = ["dumps", "loads", "HAVE_ORJSON"]
 
 _orjson: Any
 try:  # pragma: no cover - depends on the machine
-    import orjson as _orjson
+    _orjson = importlib.import_module("orjson")
 except ImportError:  # pragma: no cover - depends on the machine
     _orjson = None
 

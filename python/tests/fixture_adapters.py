@@ -25,6 +25,7 @@ class AsyncAdapter(Adapter):
 
     @command
     async def wait_forever(self, ctx: Context) -> None:
+        _log_line(os.environ.get(HOOK_LOG_ENV), "task started\n")
         try:
             await asyncio.sleep(3600)
         finally:

@@ -196,12 +196,19 @@ class FramePipe:
 class WorkerProcess(FramePipe):
     """One worker subprocess and the test's ends of its frame pipes."""
 
+    #: The HELLO frame, once LeakCheckedCase.start() has read it.
+    hello: Frame
+
     def __init__(self, adapter: str = SHOWCASE, worker_id: str = "t1",
                  threads: int = 1, args: Sequence[str] = (),
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None,
+                 nonblocking: bool = False) -> None:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         super().__init__(from_r, to_w)
+        if nonblocking:  # as a parent using an event loop might leave them
+            os.set_blocking(to_r, False)
+            os.set_blocking(from_w, False)
         self.stdout = tempfile.TemporaryFile()
         self.stderr = tempfile.TemporaryFile()
         cmd = worker_command(adapter, worker_id, to_r, from_w, threads,
@@ -278,7 +285,7 @@ class LeakCheckedCase(unittest.TestCase):
         worker = self.spawn(**kwargs)
         hello = worker.recv()
         self.assertEqual(hello.kind, _frames.HELLO, worker.stderr_text())
-        worker.hello = hello  # type: ignore[attr-defined]
+        worker.hello = hello
         return worker
 
     def tearDown(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import unittest
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+from harness import LeakCheckedCase
 from snakepit_worker import Adapter, Context, command
 from snakepit_worker import _adapter, _errors
 from snakepit_worker._adapter import BindError, commands_of, load_adapter
@@ -50,15 +50,7 @@ def ctx(name: str = "x") -> Context:
     return Context(worker_id="w", command=name)
 
 
-class NoThreadsCase(unittest.TestCase):
-    def setUp(self) -> None:
-        self._threads = set(threading.enumerate())
-
-    def tearDown(self) -> None:
-        self.assertEqual(set(threading.enumerate()) - self._threads, set())
-
-
-class CommandTableTest(NoThreadsCase):
+class CommandTableTest(LeakCheckedCase):
     def test_names(self) -> None:
         self.assertEqual(sorted(commands_of(Sample())),
                          ["other-name", "ping", "upload"])
@@ -99,7 +91,7 @@ class CommandTableTest(NoThreadsCase):
             commands_of(Twice())
 
 
-class BindTest(NoThreadsCase):
+class BindTest(LeakCheckedCase):
     def setUp(self) -> None:
         super().setUp()
         self.table = commands_of(Sample())
@@ -112,7 +104,7 @@ class BindTest(NoThreadsCase):
         self.assertEqual(bound.kwargs, {"a-b": 1, "ctx": 2})
 
     def test_json_binding_errors(self) -> None:
-        cases = {
+        cases: Dict[str, Tuple[str, Dict[str, Any], str]] = {
             "unexpected": ("ping", {"nope": 1}, "nope"),
             "missing": ("upload", {}, "data"),
         }
@@ -129,7 +121,7 @@ class BindTest(NoThreadsCase):
             self.table["other-name"].bind_raw(c, b"x")
 
 
-class ContextTest(NoThreadsCase):
+class ContextTest(LeakCheckedCase):
     def test_cancel(self) -> None:
         c = ctx()
         self.assertFalse(c.cancelled)
@@ -141,7 +133,7 @@ class ContextTest(NoThreadsCase):
         self.assertEqual(c.cancel_reason, "caller left")
 
 
-class LoadTest(NoThreadsCase):
+class LoadTest(LeakCheckedCase):
     def test_args_are_passed_when_accepted(self) -> None:
         adapter = load_adapter(
             "snakepit_worker.examples.showcase:Showcase", ["a", "b"])
@@ -177,7 +169,7 @@ class LoadTest(NoThreadsCase):
         self.assertTrue(_adapter._takes_args(Kwargs))
 
 
-class ErrorBodyTest(NoThreadsCase):
+class ErrorBodyTest(LeakCheckedCase):
     def test_type_names(self) -> None:
         self.assertEqual(_errors.type_name(ValueError), "ValueError")
         self.assertEqual(_errors.type_name(BindError),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import unittest
+from typing import Callable, Dict
 
+from harness import LeakCheckedCase
 from snakepit_worker import _frames
 from snakepit_worker._frames import Frame, FrameError, FrameReader
 
@@ -39,7 +40,7 @@ def with_meta(meta: bytes, kind: int = _frames.PING) -> bytes:
     return header(12 + len(meta), kind, meta_len=len(meta)) + meta
 
 
-class VectorTest(unittest.TestCase):
+class VectorTest(LeakCheckedCase):
     def test_encode(self) -> None:
         for name, hex_text, frame in VECTORS:
             with self.subTest(name):
@@ -68,7 +69,7 @@ class VectorTest(unittest.TestCase):
                          Frame(_frames.CHUNK, 2 ** 32 - 1, meta, b"x", 0))
 
 
-class BadFrameTest(unittest.TestCase):
+class BadFrameTest(LeakCheckedCase):
     def test_decode_rejects(self) -> None:
         cases = {
             "oversize length": header(_frames.MAX_LENGTH + 1, 5),
@@ -91,12 +92,13 @@ class BadFrameTest(unittest.TestCase):
 
     def test_encode_rejects(self) -> None:
         body = bytes(_frames.MAX_LENGTH - 12 + 1)
-        cases = {
+        cases: Dict[str, Callable[[], bytes]] = {
             "unknown kind": lambda: _frames.encode(99),
             "negative id": lambda: _frames.encode(5, -1),
             "id beyond 32 bits": lambda: _frames.encode(5, 2 ** 32),
             "oversize body": lambda: _frames.encode(3, 1, None, body),
-            "meta not a dict": lambda: _frames.encode(5, 0, [1]),
+            "meta not a dict": lambda: _frames.encode(
+                5, 0, [1]),  # type: ignore[arg-type]
         }
         for name, call in cases.items():
             with self.subTest(name):
@@ -110,11 +112,11 @@ class BadFrameTest(unittest.TestCase):
         self.assertEqual(len(_frames.decode(data).body), len(body))
 
 
-class ReaderTest(unittest.TestCase):
+class ReaderTest(LeakCheckedCase):
     """FrameReader on a real pipe, fed from the test's thread."""
 
     def setUp(self) -> None:
-        self._threads = set(threading.enumerate())
+        super().setUp()
         self.read_fd, self.write_fd = os.pipe()
 
     def tearDown(self) -> None:
@@ -123,7 +125,7 @@ class ReaderTest(unittest.TestCase):
                 os.close(fd)
             except OSError:
                 pass
-        self.assertEqual(set(threading.enumerate()) - self._threads, set())
+        super().tearDown()
 
     def feed(self, data: bytes) -> FrameReader:
         # Small enough for the pipe buffer, so no writer thread is needed.

@@ -7,6 +7,7 @@ import unittest
 from typing import Any
 from unittest import mock
 
+from harness import LeakCheckedCase
 from snakepit_worker import _json
 
 SAMPLE = '{"n": 9007199254740993, "s": "h\\u00e9llo \\u2713", ' \
@@ -83,15 +84,16 @@ class _Cases:
         self.assertEqual(_json.loads('{"a":1}'), {"a": 1})
 
 
-class StdlibJSONTest(_Cases, unittest.TestCase):
+class StdlibJSONTest(_Cases, LeakCheckedCase):
     def setUp(self) -> None:
+        super().setUp()
         patcher = mock.patch.object(_json, "_orjson", None)
         patcher.start()
         self.addCleanup(patcher.stop)
 
 
 @unittest.skipUnless(_json.HAVE_ORJSON, "orjson is not installed")
-class OrjsonJSONTest(_Cases, unittest.TestCase):
+class OrjsonJSONTest(_Cases, LeakCheckedCase):
     pass
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+from typing import Any, Dict, List, Tuple
 import unittest
 
-from harness import SHOWCASE, LeakCheckedCase
-from snakepit_worker import _frames, _json
+from harness import SHOWCASE, LeakCheckedCase, poll_until, read_text
+from snakepit_worker import _frames
 from test_adapter import SHOWCASE_COMMANDS
 
 FIXTURES = "fixture_adapters"
 
 
-def result(frame: _frames.Frame) -> object:
+def result(frame: _frames.Frame) -> Any:
     assert frame.kind == _frames.RESULT, frame
     return json.loads(frame.body)  # the stdlib keeps big ints exact
 
@@ -47,6 +49,12 @@ class HandshakeTest(LeakCheckedCase):
         worker = self.start(adapter=f"{FIXTURES}:PlainClass", args=["x"])
         self.assertEqual(worker.hello.meta["commands"], ["hello"])
         self.assertEqual(result(worker.call(1, "hello")), "hi")
+
+    def test_nonblocking_descriptors_are_made_blocking(self) -> None:
+        worker = self.start(nonblocking=True)
+        data = os.urandom(1 << 20)
+        frame = worker.call(1, "echo", raw=data)
+        self.assertEqual(frame.body, data, worker.stderr_text())
 
     def test_adapter_args(self) -> None:
         worker = self.start(args=["--flag", "value", "--"])
@@ -135,7 +143,7 @@ class RequestTest(LeakCheckedCase):
         self.assertIn("name", frame.meta["message"])
 
     def test_compute_and_batch(self) -> None:
-        cases = [
+        cases: List[Tuple[Dict[str, Any], Any]] = [
             ({"input": [1, 2, 3, 4]}, 10),
             ({"input": [1, 2, 3, 4], "operation": "mean"}, 2.5),
             ({"input": [3, 1, 2], "operation": "min"}, 1),
@@ -246,13 +254,12 @@ class ValueTest(LeakCheckedCase):
 
     def test_cancel_cancels_the_task(self) -> None:
         self.worker.request(1, "wait_forever")
-        self.worker.send(_frames.PING, 0, {"seq": 1})
-        self.assertEqual(self.worker.recv().kind, _frames.PONG)
+        poll_until(lambda: read_text(self.log), "the task to start")
         self.worker.send(_frames.CANCEL, 1)
         frame = self.worker.recv()
         self.assertEqual(frame.meta["reason"], "cancelled")
-        with open(self.log, encoding="utf-8") as src:
-            self.assertEqual(src.read(), "task cancelled\n")
+        self.assertEqual(read_text(self.log),
+                         "task started\ntask cancelled\n")
 
     def test_unencodable_results(self) -> None:
         for number, name in enumerate(("unencodable", "nan"), 1):

@@ -26,7 +26,9 @@ import re
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import (
+    Any, Callable, Dict, Iterator, List, Optional, Sequence, Union,
+)
 
 from snakepit_worker import Adapter, Context, command
 
@@ -58,7 +60,9 @@ def _mean(values: List[Number]) -> float:
     return sum(values) / len(values)
 
 
-def _extreme(pick: Any) -> Any:
+def _extreme(
+    pick: Callable[[List[Number]], Number]
+) -> Callable[[List[Number]], Number]:
     def run(values: List[Number]) -> Number:
         if not values:
             raise ValueError("min and max need at least one number")
@@ -66,7 +70,7 @@ def _extreme(pick: Any) -> Any:
     return run
 
 
-_LIST_OPERATIONS = {
+_LIST_OPERATIONS: Dict[str, Callable[[List[Number]], Any]] = {
     "sum": sum,
     "mean": _mean,
     "min": _extreme(min),
