@@ -215,3 +215,11 @@ func (st *streamState) cancel(cause error) {
 	st.cancelled = cause
 	_ = st.w.send(&schemas.Frame{Kind: schemas.KindCancel, ID: st.id, Meta: []byte(`{"reason":"cancelled"}`)})
 }
+
+// endSession sends SESSION_END so the adapter drops the session's state.
+func (w *worker) endSession(sessionID, reason string) {
+	meta, err := json.Marshal(map[string]string{"session_id": sessionID, "reason": reason})
+	if err == nil {
+		_ = w.send(&schemas.Frame{Kind: schemas.KindSessionEnd, Meta: meta})
+	}
+}

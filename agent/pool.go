@@ -35,12 +35,15 @@ type slot struct {
 	state       string
 	incarnation uint32
 	requests    uint64
+	// waiters are session requests queued for this worker alone (strict_queue).
+	waiters list.List
 }
 
 // waiter is a request queued for a worker; the pool hands it a slot on got.
 type waiter struct {
-	got  chan *slot // capacity 1
-	elem *list.Element
+	got   chan *slot // capacity 1
+	elem  *list.Element
+	queue *list.List // the list elem is in: the pool's or one slot's
 }
 
 // Pool is one named pool on this agent: a fixed number of worker slots, a bounded
@@ -62,6 +65,7 @@ type Pool struct {
 	slots    []*slot
 	idle     list.List // of *slot, free workers
 	waiters  list.List // of *waiter, oldest first
+	queued   int       // waiters here and on every slot
 	stopping bool
 	running  sync.WaitGroup // requests holding a worker
 	stats    counters
@@ -239,9 +243,12 @@ func (p *Pool) workerExited(s *slot, w *worker) bool {
 
 // offerLocked gives a free slot to the oldest waiter, or marks it idle.
 func (p *Pool) offerLocked(s *slot) {
-	if front := p.waiters.Front(); front != nil {
-		wt := p.waiters.Remove(front).(*waiter)
-		wt.elem = nil
+	front := s.waiters.Front()
+	if front == nil {
+		front = p.waiters.Front()
+	}
+	if front != nil {
+		wt := p.takeWaiterLocked(front)
 		s.busy = true
 		s.state = StateBusy
 		p.running.Add(1)
@@ -282,7 +289,13 @@ func (p *Pool) execute(ctx context.Context, req *schemas.Request, run func(*work
 	for errors.Is(err, errWorkerGone) {
 		err = p.executeOnce(ctx, req, run)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, schemas.ErrElsewhere):
+		// Forwarded to the agent holding the session, which counts it.
+		p.mu.Lock()
+		p.stats.requests--
+		p.mu.Unlock()
+	case err != nil:
 		p.mu.Lock()
 		p.stats.errors++
 		p.mu.Unlock()
@@ -303,17 +316,28 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, run func(*
 		return deadlineError(req)
 	}
 	p.mu.Lock()
-	w := s.worker
+	w, inc := s.worker, s.incarnation
 	s.requests++
 	p.mu.Unlock()
 	if w == nil {
 		return errWorkerGone
+	}
+	if r := req.Session; r != nil && r.NeedBind {
+		if err := r.Bind(s.id, inc); err != nil {
+			return err
+		}
+		r.NeedBind = false
 	}
 	return run(w)
 }
 
 // acquire returns a busy-marked slot with a live worker, or a queue error.
 func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error) {
+	if r := req.Session; r != nil && r.WorkerID != "" {
+		if s, err, done := p.acquireLeased(ctx, req, r); done {
+			return s, err
+		}
+	}
 	p.mu.Lock()
 	if p.stopping {
 		p.mu.Unlock()
@@ -328,16 +352,35 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error)
 		p.mu.Unlock()
 		return s, nil
 	}
-	if p.waiters.Len() >= p.cfg.MaxQueueSize {
+	return p.enqueueLocked(ctx, req, &p.waiters)
+}
+
+// enqueueLocked queues a request on q (the pool's queue or one slot's) and waits
+// for a slot; it is called with p.mu held and releases it.
+func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request, q *list.List) (*slot, error) {
+	if p.queuedLocked() >= p.cfg.MaxQueueSize {
 		p.stats.saturated++
 		p.mu.Unlock()
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
-	wt := &waiter{got: make(chan *slot, 1)}
-	wt.elem = p.waiters.PushBack(wt)
+	wt := &waiter{got: make(chan *slot, 1), queue: q}
+	wt.elem = q.PushBack(wt)
+	p.queued++
 	p.mu.Unlock()
 	return p.await(ctx, req, wt)
+}
+
+// queuedLocked counts every waiting request, targeted ones included.
+func (p *Pool) queuedLocked() int { return p.queued }
+
+// takeWaiterLocked removes a waiter from its queue.
+func (p *Pool) takeWaiterLocked(e *list.Element) *waiter {
+	wt := e.Value.(*waiter)
+	wt.queue.Remove(e)
+	wt.elem = nil
+	p.queued--
+	return wt
 }
 
 // await waits in the queue for a slot until pool_queue_timeout, the caller's
@@ -371,8 +414,7 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 		}
 		return nil, stoppingError(p.cfg.Name)
 	}
-	p.waiters.Remove(wt.elem)
-	wt.elem = nil
+	p.takeWaiterLocked(wt.elem)
 	if cause == nil {
 		p.stats.queueTimeouts++
 	}
@@ -430,9 +472,12 @@ func (p *Pool) stop(ctx context.Context) {
 	p.mu.Lock()
 	p.stopping = true
 	for e := p.waiters.Front(); e != nil; e = p.waiters.Front() {
-		wt := p.waiters.Remove(e).(*waiter)
-		wt.elem = nil
-		close(wt.got)
+		close(p.takeWaiterLocked(e).got)
+	}
+	for _, s := range p.slots {
+		for e := s.waiters.Front(); e != nil; e = s.waiters.Front() {
+			close(p.takeWaiterLocked(e).got)
+		}
 	}
 	p.mu.Unlock()
 

@@ -11,7 +11,7 @@ func (p *Pool) Stats() *schemas.PoolStats {
 		Requests: p.stats.requests, Errors: p.stats.errors,
 		QueueTimeouts: p.stats.queueTimeouts, PoolSaturated: p.stats.saturated,
 		Restarts: p.stats.restarts, Recycles: p.stats.recycles,
-		Queued:  uint32(p.waiters.Len()),
+		Queued:  uint32(p.queued),
 		Workers: uint32(len(p.slots)),
 	}
 	for _, s := range p.slots {

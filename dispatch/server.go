@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/schemas"
+	"github.com/snakepit-go/snakepit/sessions"
 )
 
 // Pool is what the NATS side needs of a local pool.
@@ -26,6 +28,7 @@ type Pool interface {
 	ExecuteStream(ctx context.Context, req *schemas.Request, sc *schemas.StreamCall) error
 	Stats() *schemas.PoolStats
 	Workers() []*schemas.WorkerInfo
+	Config() config.Pool
 }
 
 // ServerOptions configure the agent's NATS side.
@@ -36,6 +39,10 @@ type ServerOptions struct {
 	Host    string
 	Version string
 	Log     zerolog.Logger
+	// Sessions routes session requests; nil serves them without affinity.
+	Sessions *sessions.Manager
+	// Registry tells which agents are alive; nil takes every agent as alive.
+	Registry *Registry
 }
 
 // Server subscribes an agent's pools to their subjects and replies to requests.
@@ -175,21 +182,31 @@ func (s *Server) handler(p Pool) nats.MsgHandler {
 
 func (s *Server) serve(p Pool, m *nats.Msg, received time.Time) {
 	req, err := decodeRequest(m, received)
-	if err == nil {
-		ctx := s.ctx
-		if !req.Deadline.IsZero() {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, req.Deadline)
-			defer cancel()
-		}
-		var res *schemas.Result
-		res, err = p.Execute(ctx, req)
-		if err == nil {
-			s.replyResult(m, req, res)
+	if err != nil {
+		s.replyError(m, req, asError(err))
+		return
+	}
+	ctx := s.ctx
+	if !req.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
+		defer cancel()
+	}
+	var res *schemas.Result
+	run := func() (err error) { res, err = p.Execute(ctx, req); return err }
+	if req.SessionID == "" || s.opts.Sessions == nil {
+		err = run()
+	} else {
+		var forwarded bool
+		if _, forwarded, err = s.runSession(p, m, req, false, run); forwarded && err == nil {
 			return
 		}
 	}
-	s.replyError(m, req, asError(err))
+	if err != nil {
+		s.replyError(m, req, asError(err))
+		return
+	}
+	s.replyResult(m, req, res)
 }
 
 // decodeRequest turns a NATS message into a pool request; a bad request yields the
@@ -225,12 +242,11 @@ func decodeSession(req *schemas.Request, h nats.Header) error {
 	if !ok {
 		return nil
 	}
-	id := vals[0]
-	if id == "" || len(id) > MaxSessionID || !utf8.ValidString(id) {
+	if err := sessions.ValidateID(vals[0]); err != nil {
 		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
-			"%s: want 1 to %d bytes of UTF-8, got %d bytes", HeaderSession, MaxSessionID, len(id))
+			"%s: want 1 to %d bytes of UTF-8, got %d bytes", HeaderSession, sessions.MaxSessionID, len(vals[0]))
 	}
-	req.SessionID = id
+	req.SessionID = vals[0]
 	return nil
 }
 
@@ -279,6 +295,9 @@ func (s *Server) replyResult(m *nats.Msg, req *schemas.Request, res *schemas.Res
 	out := nats.NewMsg(m.Reply)
 	out.Header.Set(HeaderRequestID, req.RequestID)
 	out.Header.Set(HeaderWorker, res.WorkerID)
+	if req.Session != nil && req.Session.Reset {
+		out.Header.Set(HeaderSessionReset, "true")
+	}
 	if res.Raw {
 		out.Header.Set(HeaderContentType, ContentTypeOctetStream)
 	}

@@ -135,7 +135,19 @@ func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time) {
 	if window == 0 {
 		window = DefaultWindow
 	}
-	err = p.ExecuteStream(ctx, req, &schemas.StreamCall{Window: window, Emit: ss.emit, Acks: ss.acks})
+	run := func() error {
+		return p.ExecuteStream(ctx, req, &schemas.StreamCall{Window: window, Emit: ss.emit, Acks: ss.acks})
+	}
+	if req.SessionID == "" || s.opts.Sessions == nil {
+		err = run()
+	} else {
+		var forwarded bool
+		if _, forwarded, err = s.runSession(p, m, req, true, run); forwarded && err == nil {
+			cancel(nil)
+			<-watchDone
+			return
+		}
+	}
 	cancel(nil)
 	<-watchDone
 	ss.finish(m, err)
@@ -218,6 +230,9 @@ func (ss *serverStream) emit(c schemas.Chunk) error {
 		out.Header.Set(HeaderWorker, c.WorkerID)
 		if c.Raw {
 			out.Header.Set(HeaderContentType, ContentTypeOctetStream)
+		}
+		if r := ss.req.Session; r != nil && r.Reset {
+			out.Header.Set(HeaderSessionReset, "true")
 		}
 		if parts > 1 {
 			out.Header.Set(HeaderPart, strconv.Itoa(i+1)+"/"+strconv.Itoa(parts))

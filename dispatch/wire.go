@@ -39,9 +39,6 @@ const (
 	ContentTypeJSON        = "application/json"
 )
 
-// MaxSessionID is the longest session id in bytes.
-const MaxSessionID = 256
-
 // Subjects builds the subjects of one prefix.
 type Subjects struct{ Prefix string }
 

@@ -49,6 +49,13 @@ func testPool(name string, size int) config.Pool {
 // startFleet starts an agent serving pools on its own embedded server.
 func startFleet(t *testing.T, pools ...config.Pool) *fleet {
 	t.Helper()
+	return startAgent(t, "", "test-agent", pools...)
+}
+
+// startAgent starts an agent with its own embedded server (url empty) or joined
+// to the server at url.
+func startAgent(t *testing.T, url, id string, pools ...config.Pool) *fleet {
+	t.Helper()
 	cfg := config.Default()
 	if len(pools) > 0 {
 		cfg.Pools = pools
@@ -63,12 +70,12 @@ func startFleet(t *testing.T, pools ...config.Pool) *fleet {
 	defer cancel()
 	stateDir := t.TempDir()
 	h, err := host.Start(ctx, host.Options{
-		Config: cfg, Listen: "127.0.0.1:0", StateDir: stateDir, AgentID: "test-agent", Log: log,
+		Config: cfg, NATSURL: url, Listen: "127.0.0.1:0", StateDir: stateDir, AgentID: id, Log: log,
 	})
 	if err != nil {
-		t.Fatalf("host.Start: %v", err)
+		t.Fatalf("host.Start(%s): %v", id, err)
 	}
-	url := h.Conn().ConnectedUrl()
+	url = h.Conn().ConnectedUrl()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)

@@ -58,7 +58,9 @@ type Host struct {
 	nc      *nats.Conn
 	agent   *agent.Agent
 	server  *dispatch.Server
+	fleet   *fleetState
 	agentID string
+	started time.Time
 
 	stopOnce sync.Once
 	done     chan struct{}
@@ -72,7 +74,7 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir()
 	}
-	h := &Host{opts: opts, log: opts.Log, done: make(chan struct{})}
+	h := &Host{opts: opts, log: opts.Log, done: make(chan struct{}), started: time.Now()}
 	if err := h.start(ctx); err != nil {
 		h.release()
 		return nil, err
@@ -154,10 +156,17 @@ func (h *Host) startPools(ctx context.Context) error {
 	for _, p := range h.agent.Pools() {
 		pools = append(pools, p)
 	}
+	fs, err := h.startFleetState(ctx)
+	if err != nil {
+		h.agent.Stop(context.Background())
+		return err
+	}
+	h.fleet = fs
 	host, _ := os.Hostname()
 	h.server = dispatch.NewServer(h.nc, pools, dispatch.ServerOptions{
 		Prefix: h.opts.Prefix, AgentID: h.agentID, Host: host,
 		Version: h.opts.Version, Log: h.log,
+		Sessions: fs.sessions, Registry: fs.registry,
 	})
 	if err := h.server.Start(); err != nil {
 		h.agent.Stop(context.Background())
@@ -195,6 +204,9 @@ func (h *Host) Shutdown(ctx context.Context) {
 		}
 		if h.server != nil {
 			h.server.Wait(ctx)
+		}
+		if h.fleet != nil {
+			h.fleet.stop()
 		}
 		h.release()
 		h.log.Info().Int64("elapsed_ms", time.Since(began).Milliseconds()).Msg("agent stopped")

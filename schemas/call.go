@@ -17,6 +17,8 @@ type Request struct {
 	// Args is the JSON object of arguments, or raw bytes when Raw is set.
 	Args []byte
 	Raw  bool
+	// Session routes a session call; nil for a stateless one.
+	Session *SessionRoute
 }
 
 // Result is a command's answer.
@@ -93,4 +95,23 @@ func (e *Error) WithDetail(key string, v any) *Error {
 	}
 	e.Details[key] = v
 	return e
+}
+
+// SessionRoute tells a pool which worker a session call wants, and how firmly.
+type SessionRoute struct {
+	// WorkerID and Incarnation name the leased worker on this agent; empty when
+	// this agent holds no lease for the session.
+	WorkerID    string
+	Incarnation uint32
+	// Mode is hint, strict_queue or strict_fail_fast.
+	Mode string
+	// Bind writes the lease for the worker chosen, before the request runs, when
+	// the session has no usable lease here: a new session, a reset, a takeover.
+	// An error aborts the request.
+	Bind func(workerID string, incarnation uint32) error
+	// Reset is set by the pool when hint mode started the session afresh because
+	// the leased worker was gone.
+	Reset bool
+	// NeedBind is set while routing when Bind must run on the chosen worker.
+	NeedBind bool
 }

@@ -352,6 +352,213 @@ func (x *AgentReport) GetWorkers() []*WorkerInfo {
 	return nil
 }
 
+// Lease ties a session to one worker of one agent. It lives in the KV bucket
+// snakepit-sessions under the key "<pool>.<base64url(session id)>", with a
+// per-key TTL renewed on use.
+type Lease struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pool      string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	AgentId   string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	WorkerId  string                 `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The worker slot's incarnation when the lease was written: a new process in
+	// the slot means the session's state is gone.
+	Incarnation   uint32 `protobuf:"varint,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,6,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	RenewedUnixMs int64  `protobuf:"varint,7,opt,name=renewed_unix_ms,json=renewedUnixMs,proto3" json:"renewed_unix_ms,omitempty"`
+	TtlSeconds    uint32 `protobuf:"varint,8,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_snakepit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_snakepit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_snakepit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Lease) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Lease) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Lease) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Lease) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Lease) GetIncarnation() uint32 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *Lease) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *Lease) GetRenewedUnixMs() int64 {
+	if x != nil {
+		return x.RenewedUnixMs
+	}
+	return 0
+}
+
+func (x *Lease) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// AgentRecord is one live agent in the KV bucket snakepit-agents, keyed by agent
+// id, with a short TTL the agent keeps renewing.
+type AgentRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	StartedUnixMs int64                  `protobuf:"varint,4,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	Pools         []string               `protobuf:"bytes,5,rep,name=pools,proto3" json:"pools,omitempty"`
+	Workers       uint32                 `protobuf:"varint,6,opt,name=workers,proto3" json:"workers,omitempty"`
+	Busy          uint32                 `protobuf:"varint,7,opt,name=busy,proto3" json:"busy,omitempty"`
+	RenewedUnixMs int64                  `protobuf:"varint,8,opt,name=renewed_unix_ms,json=renewedUnixMs,proto3" json:"renewed_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRecord) Reset() {
+	*x = AgentRecord{}
+	mi := &file_snakepit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRecord) ProtoMessage() {}
+
+func (x *AgentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_snakepit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
+func (*AgentRecord) Descriptor() ([]byte, []int) {
+	return file_snakepit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AgentRecord) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *AgentRecord) GetPools() []string {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+func (x *AgentRecord) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *AgentRecord) GetBusy() uint32 {
+	if x != nil {
+		return x.Busy
+	}
+	return 0
+}
+
+func (x *AgentRecord) GetRenewedUnixMs() int64 {
+	if x != nil {
+		return x.RenewedUnixMs
+	}
+	return 0
+}
+
 var File_snakepit_proto protoreflect.FileDescriptor
 
 const file_snakepit_proto_rawDesc = "" +
@@ -387,7 +594,27 @@ const file_snakepit_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12&\n" +
 	"\x0fstarted_unix_ms\x18\x04 \x01(\x03R\rstartedUnixMs\x12,\n" +
 	"\x05pools\x18\x05 \x03(\v2\x16.snakepit.v1.PoolStatsR\x05pools\x121\n" +
-	"\aworkers\x18\x06 \x03(\v2\x17.snakepit.v1.WorkerInfoR\aworkersB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
+	"\aworkers\x18\x06 \x03(\v2\x17.snakepit.v1.WorkerInfoR\aworkers\"\x85\x02\n" +
+	"\x05Lease\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x1b\n" +
+	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12 \n" +
+	"\vincarnation\x18\x05 \x01(\rR\vincarnation\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x06 \x01(\x03R\rcreatedUnixMs\x12&\n" +
+	"\x0frenewed_unix_ms\x18\a \x01(\x03R\rrenewedUnixMs\x12\x1f\n" +
+	"\vttl_seconds\x18\b \x01(\rR\n" +
+	"ttlSeconds\"\xea\x01\n" +
+	"\vAgentRecord\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12&\n" +
+	"\x0fstarted_unix_ms\x18\x04 \x01(\x03R\rstartedUnixMs\x12\x14\n" +
+	"\x05pools\x18\x05 \x03(\tR\x05pools\x12\x18\n" +
+	"\aworkers\x18\x06 \x01(\rR\aworkers\x12\x12\n" +
+	"\x04busy\x18\a \x01(\rR\x04busy\x12&\n" +
+	"\x0frenewed_unix_ms\x18\b \x01(\x03R\rrenewedUnixMsB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
 
 var (
 	file_snakepit_proto_rawDescOnce sync.Once
@@ -401,11 +628,13 @@ func file_snakepit_proto_rawDescGZIP() []byte {
 	return file_snakepit_proto_rawDescData
 }
 
-var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_snakepit_proto_goTypes = []any{
 	(*PoolStats)(nil),   // 0: snakepit.v1.PoolStats
 	(*WorkerInfo)(nil),  // 1: snakepit.v1.WorkerInfo
 	(*AgentReport)(nil), // 2: snakepit.v1.AgentReport
+	(*Lease)(nil),       // 3: snakepit.v1.Lease
+	(*AgentRecord)(nil), // 4: snakepit.v1.AgentRecord
 }
 var file_snakepit_proto_depIdxs = []int32{
 	0, // 0: snakepit.v1.AgentReport.pools:type_name -> snakepit.v1.PoolStats
@@ -428,7 +657,7 @@ func file_snakepit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_snakepit_proto_rawDesc), len(file_snakepit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/snakepit-go/snakepit/config"
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+// acquireLeased finds the worker a session is leased to. It reports done=false
+// when the call should go to any worker instead (hint mode), having set
+// r.NeedBind when the lease must move to that worker.
+func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request, r *schemas.SessionRoute) (*slot, error, bool) {
+	p.mu.Lock()
+	s := p.slotByIDLocked(r.WorkerID)
+	if p.stopping {
+		p.mu.Unlock()
+		return nil, stoppingError(p.cfg.Name), true
+	}
+	if s == nil || s.worker == nil || s.incarnation != r.Incarnation || !s.worker.usable() {
+		p.mu.Unlock()
+		if r.Mode != config.AffinityHint {
+			return nil, unavailableError(req, r), true
+		}
+		// The session's state died with its worker: start afresh elsewhere.
+		r.Reset, r.NeedBind = true, true
+		return nil, nil, false
+	}
+	if !s.busy && s.idleElem != nil {
+		p.idle.Remove(s.idleElem)
+		s.idleElem = nil
+		s.busy = true
+		s.state = StateBusy
+		p.running.Add(1)
+		p.mu.Unlock()
+		return s, nil, true
+	}
+	switch r.Mode {
+	case config.AffinityStrictFailFast:
+		p.mu.Unlock()
+		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonWorkerBusy,
+			"worker %s of session %q is busy", r.WorkerID, req.SessionID), true
+	case config.AffinityStrictQueue:
+		s, err := p.enqueueLocked(ctx, req, &s.waiters)
+		return s, err, true
+	}
+	p.mu.Unlock()
+	return nil, nil, false
+}
+
+func (p *Pool) slotByIDLocked(id string) *slot {
+	for _, s := range p.slots {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func unavailableError(req *schemas.Request, r *schemas.SessionRoute) *schemas.Error {
+	return schemas.NewError(schemas.CategoryPool, schemas.ReasonSessionUnavailable,
+		"worker %s of session %q is gone (crashed or recycled); its state is lost",
+		r.WorkerID, req.SessionID).WithDetail("worker_id", r.WorkerID)
+}
+
+// EndSession tells the worker holding a session that it ended, so the adapter's
+// end hook runs; it does nothing if that worker process is gone.
+func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID, reason string) {
+	p.mu.Lock()
+	s := p.slotByIDLocked(workerID)
+	var w *worker
+	if s != nil && s.incarnation == incarnation {
+		w = s.worker
+	}
+	p.mu.Unlock()
+	if w != nil {
+		w.endSession(sessionID, reason)
+	}
+}
