@@ -14,6 +14,7 @@ type requestMeta struct {
 	Command     string `json:"command"`
 	RequestID   string `json:"request_id"`
 	SessionID   string `json:"session_id,omitempty"`
+	Epoch       int64  `json:"session_epoch,omitempty"`
 	DeadlineMs  int64  `json:"deadline_ms,omitempty"`
 	Traceparent string `json:"traceparent,omitempty"`
 	Stream      bool   `json:"stream,omitempty"`
@@ -108,6 +109,9 @@ func (w *worker) frameError(f *schemas.Frame) *schemas.Error {
 func (w *worker) sendRequest(id uint32, req *schemas.Request, meta requestMeta) error {
 	meta.Command, meta.RequestID = req.Command, req.RequestID
 	meta.SessionID, meta.Traceparent = req.SessionID, req.Traceparent
+	if req.Session != nil {
+		meta.Epoch = req.Session.Epoch
+	}
 	if !req.Deadline.IsZero() {
 		meta.DeadlineMs = req.Deadline.UnixMilli()
 	}
@@ -217,8 +221,8 @@ func (st *streamState) cancel(cause error) {
 }
 
 // endSession sends SESSION_END so the adapter drops the session's state.
-func (w *worker) endSession(sessionID, reason string) {
-	meta, err := json.Marshal(map[string]string{"session_id": sessionID, "reason": reason})
+func (w *worker) endSession(sessionID string, epoch int64, reason string) {
+	meta, err := json.Marshal(map[string]any{"session_id": sessionID, "reason": reason, "session_epoch": epoch})
 	if err == nil {
 		_ = w.send(&schemas.Frame{Kind: schemas.KindSessionEnd, Meta: meta})
 	}

@@ -323,10 +323,11 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, run func(*
 		return errWorkerGone
 	}
 	if r := req.Session; r != nil && r.NeedBind {
-		if err := r.Bind(s.id, inc); err != nil {
+		epoch, err := r.Bind(s.id, inc)
+		if err != nil {
 			return err
 		}
-		r.NeedBind = false
+		r.NeedBind, r.Epoch = false, epoch
 	}
 	return run(w)
 }

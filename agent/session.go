@@ -65,7 +65,7 @@ func unavailableError(req *schemas.Request, r *schemas.SessionRoute) *schemas.Er
 
 // EndSession tells the worker holding a session that it ended, so the adapter's
 // end hook runs; it does nothing if that worker process is gone.
-func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID, reason string) {
+func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID string, epoch int64, reason string) {
 	p.mu.Lock()
 	s := p.slotByIDLocked(workerID)
 	var w *worker
@@ -74,6 +74,6 @@ func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID, reason
 	}
 	p.mu.Unlock()
 	if w != nil {
-		w.endSession(sessionID, reason)
+		w.endSession(sessionID, epoch, reason)
 	}
 }

@@ -29,7 +29,6 @@ type hello struct {
 	Runtime    string   `json:"runtime"`
 }
 
-
 // worker is one live Python process. It is created by spawn and ends when the
 // process exits; a slot replaces it with a new worker.
 type worker struct {

@@ -58,22 +58,25 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request, stream 
 		// The lease's agent is gone, and its workers with it: take over afresh.
 		route.NeedBind, route.Reset = true, true
 	}
-	route.Bind = func(workerID string, incarnation uint32) error {
+	if held && lease.AgentId == me {
+		route.Epoch = lease.CreatedUnixMs
+	}
+	route.Bind = func(workerID string, incarnation uint32) (int64, error) {
+		// A new lease, or a reset one: either way the session starts afresh.
 		l := &schemas.Lease{Pool: p.Name(), SessionId: req.SessionID, AgentId: me,
 			WorkerId: workerID, Incarnation: incarnation}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		defer cancel()
 		var err error
 		if held {
-			l.CreatedUnixMs = lease.CreatedUnixMs
 			_, err = mgr.Replace(ctx, l, rev, cfg.SessionTTL)
 		} else {
 			_, err = mgr.Claim(ctx, l, cfg.SessionTTL)
 		}
 		if errors.Is(err, sessions.ErrHeld) || errors.Is(err, sessions.ErrConflict) {
-			return fmt.Errorf("%w: %w", schemas.ErrElsewhere, err)
+			return 0, fmt.Errorf("%w: %w", schemas.ErrElsewhere, err)
 		}
-		return err
+		return l.CreatedUnixMs, err
 	}
 	req.Session = route
 	return &sessionCall{route: route, ttl: cfg.SessionTTL}, false, nil

@@ -46,7 +46,7 @@ func (h *Host) startFleetState(ctx context.Context) (*fleetState, error) {
 func (h *Host) endSession(l *schemas.Lease, reason string) {
 	for _, p := range h.agent.Pools() {
 		if p.Name() == l.Pool {
-			p.EndSession(l.WorkerId, l.Incarnation, l.SessionId, reason)
+			p.EndSession(l.WorkerId, l.Incarnation, l.SessionId, l.CreatedUnixMs, reason)
 		}
 	}
 }
@@ -73,4 +73,3 @@ func (f *fleetState) stop() {
 	f.registry.Stop()
 	f.sessions.Stop()
 }
-

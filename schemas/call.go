@@ -103,12 +103,15 @@ type SessionRoute struct {
 	// this agent holds no lease for the session.
 	WorkerID    string
 	Incarnation uint32
+	// Epoch names the lease's lifetime (its creation time): the worker keeps a
+	// session's state per epoch, so a new lease never sees an old one's state.
+	Epoch int64
 	// Mode is hint, strict_queue or strict_fail_fast.
 	Mode string
 	// Bind writes the lease for the worker chosen, before the request runs, when
 	// the session has no usable lease here: a new session, a reset, a takeover.
 	// An error aborts the request.
-	Bind func(workerID string, incarnation uint32) error
+	Bind func(workerID string, incarnation uint32) (epoch int64, err error)
 	// Reset is set by the pool when hint mode started the session afresh because
 	// the leased worker was gone.
 	Reset bool

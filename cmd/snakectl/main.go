@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/snakepit-go/snakepit/dispatch"
+	"github.com/snakepit-go/snakepit/jetstream"
 )
 
 const defaultServer = "nats://127.0.0.1:4222"
@@ -39,6 +40,7 @@ type env struct {
 	server         string
 	prefix         string
 	nc             *nats.Conn
+	kv             *jetstream.KV
 }
 
 func commands() []command {
@@ -46,6 +48,7 @@ func commands() []command {
 		{"exec", execUsage, runExec},
 		{"stream", streamUsage, runStream},
 		{"stats", "stats [--json]", runStats},
+		{"sessions", sessionsUsage, runSessions},
 		{"workers", "workers [--json]", runWorkers},
 	}
 }

@@ -151,6 +151,10 @@ class Worker:
 
         self._sessions_lock = threading.Lock()
         self._sessions: Dict[str, Dict[str, Any]] = {}
+        # The lease epoch each session's state belongs to: a request with
+        # another epoch starts the session afresh, and a SESSION_END for an
+        # older epoch leaves the newer state alone.
+        self._epochs: Dict[str, int] = {}
 
     # ---- lifecycle -------------------------------------------------
 
@@ -281,8 +285,13 @@ class Worker:
             return
         if not isinstance(reason, str) or not reason:
             reason = "dropped"
+        epoch = _optional_int(frame.meta.get("session_epoch"))
         with self._sessions_lock:
+            if epoch is not None and self._epochs.get(session_id) not in (
+                    None, epoch):
+                return
             state = self._sessions.pop(session_id, None)
+            self._epochs.pop(session_id, None)
         if state is not None:
             self._executor.submit(
                 self._call_hook, session_id, state, reason)
@@ -332,7 +341,8 @@ class Worker:
             command=command.name,
             request_id=_optional_str(meta.get("request_id")),
             session_id=session_id,
-            session=self._session(session_id),
+            session=self._session(
+                session_id, _optional_int(meta.get("session_epoch"))),
             deadline=deadline,
             traceparent=_optional_str(meta.get("traceparent")),
         )
@@ -343,12 +353,22 @@ class Worker:
         return _Request(frame, command, ctx, meta.get("stream") is True,
                         window)
 
-    def _session(self, session_id: Optional[str]) -> Optional[Dict[str,
-                                                                   Any]]:
+    def _session(self, session_id: Optional[str],
+                 epoch: Optional[int]) -> Optional[Dict[str, Any]]:
         if session_id is None:
             return None
+        stale = None
         with self._sessions_lock:
-            return self._sessions.setdefault(session_id, {})
+            known = self._epochs.get(session_id)
+            if epoch is not None and known is not None and known != epoch:
+                stale = self._sessions.pop(session_id, None)
+            if epoch is not None:
+                self._epochs[session_id] = epoch
+            state = self._sessions.setdefault(session_id, {})
+        if stale is not None:
+            self._executor.submit(self._call_hook, session_id, stale,
+                                  "reset")
+        return state
 
     def _serve(self, req: _Request) -> None:
         """Executor entry: run req and write its last frame."""
@@ -529,6 +549,7 @@ class Worker:
         with self._sessions_lock:
             ended = list(self._sessions.items())
             self._sessions.clear()
+            self._epochs.clear()
         for session_id, state in ended:
             self._call_hook(session_id, state, reason)
 
@@ -573,6 +594,13 @@ class Worker:
         _frames.SESSION_END: _on_session_end,
         _frames.SHUTDOWN: _on_shutdown,
     }
+
+
+def _optional_int(value: Any) -> Optional[int]:
+    """An integer from frame meta, or None (booleans are not integers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def _optional_str(value: Any) -> Optional[str]:

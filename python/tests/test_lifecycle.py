@@ -60,6 +60,32 @@ class SessionTest(LeakCheckedCase):
         self.assertEqual(sorted(lines[1:]), ["s1 shutdown", "s2 shutdown"])
         self.assertIn("session s2 ended (shutdown)", w.stderr_text())
 
+    def test_epochs_keep_old_and_new_leases_apart(self) -> None:
+        w = self.worker
+        self.assertEqual(count_of(w.call(1, "process", session_id="e",
+                                         session_epoch=100)), 1)
+        self.assertEqual(count_of(w.call(2, "process", session_id="e",
+                                         session_epoch=100)), 2)
+        # A new lease for the same id starts afresh; the old state ends.
+        self.assertEqual(count_of(w.call(3, "process", session_id="e",
+                                         session_epoch=200)), 1)
+        poll_until(lambda: read_text(self.log) == "e reset\n",
+                   "the old epoch's end hook")
+        # The old lease's late SESSION_END leaves the new state alone.
+        w.send(_frames.SESSION_END, 0, {"session_id": "e",
+                                        "reason": "dropped",
+                                        "session_epoch": 100})
+        self.assertEqual(count_of(w.call(4, "process", session_id="e",
+                                         session_epoch=200)), 2)
+        w.send(_frames.SESSION_END, 0, {"session_id": "e",
+                                        "reason": "dropped",
+                                        "session_epoch": 200})
+        poll_until(lambda: read_text(self.log).endswith("e dropped\n"),
+                   "the new epoch's end hook")
+        w.send(_frames.SHUTDOWN)
+        self.assertEqual(w.recv_eof(), [])
+        self.assertEqual(w.wait(), 0)
+
 
 class ShutdownTest(LeakCheckedCase):
     def test_shutdown_lets_running_requests_finish(self) -> None:
