@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -284,4 +285,34 @@ func TestSessionIDs(t *testing.T) {
 	if err != nil || v.(map[string]any)["session_id"] != nil {
 		t.Fatalf("stateless process = %v, %v; want no session id", v, err)
 	}
+}
+
+// TestSessionCallCost prints what a session call costs next to a plain one; the
+// bench holds the target, this test shows the hot path makes no KV round trip by
+// keeping every call of the session on its worker.
+func TestSessionCallCost(t *testing.T) {
+	f := startFleet(t, testPool("default", 2))
+	const n = 300
+	measure := func(opts ...dispatch.CallOption) (time.Duration, map[string]bool) {
+		workers := map[string]bool{}
+		lat := make([]time.Duration, 0, n)
+		for i := 0; i < n; i++ {
+			began := time.Now()
+			r, err := f.client.Call(t.Context(), "default", "ping", nil, opts...)
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			lat = append(lat, time.Since(began))
+			workers[r.Worker] = true
+		}
+		slices.Sort(lat)
+		return lat[n/2], workers
+	}
+	measure() // warm up both paths
+	plain, _ := measure()
+	session, workers := measure(dispatch.WithSession("cost"))
+	if len(workers) != 1 {
+		t.Fatalf("session calls ran on %d workers, want 1", len(workers))
+	}
+	t.Logf("p50 plain call %v, session call %v (ratio %.2f)", plain, session, float64(session)/float64(plain))
 }
