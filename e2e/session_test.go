@@ -153,7 +153,7 @@ func TestManySessionsConcurrently(t *testing.T) {
 
 func listLeases(t *testing.T, nc *nats.Conn) []jetstream.Entry {
 	t.Helper()
-	kv, err := jetstream.Open(t.Context(), nc, jetstream.SessionsConfig())
+	kv, err := jetstream.Lookup(t.Context(), nc, jetstream.SessionsBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

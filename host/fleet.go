@@ -20,11 +20,11 @@ type fleetState struct {
 // startFleetState provisions both buckets, loads the leases and registers the
 // agent.
 func (h *Host) startFleetState(ctx context.Context) (*fleetState, error) {
-	leases, err := jetstream.Open(ctx, h.nc, jetstream.SessionsConfig())
+	leases, err := jetstream.Open(ctx, h.nc, jetstream.SessionsConfig(h.opts.KVReplicas))
 	if err != nil {
 		return nil, err
 	}
-	agents, err := jetstream.Open(ctx, h.nc, jetstream.AgentsConfig())
+	agents, err := jetstream.Open(ctx, h.nc, jetstream.AgentsConfig(h.opts.KVReplicas))
 	if err != nil {
 		return nil, err
 	}

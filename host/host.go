@@ -44,6 +44,9 @@ type Options struct {
 	Prefix string
 	// Version is reported by the control service.
 	Version string
+	// KVReplicas is how many servers keep each KV bucket: 1 (the default) for a
+	// single server, 3 in a cluster. An existing bucket keeps its own.
+	KVReplicas int
 	// NATSOptions are added to the connection's options (auth, TLS).
 	NATSOptions []nats.Option
 	Log         zerolog.Logger

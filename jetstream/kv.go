@@ -28,16 +28,17 @@ type BucketConfig struct {
 	Replicas  int
 }
 
-// SessionsConfig is the sessions bucket: per-key TTLs with expiry markers.
-func SessionsConfig() BucketConfig {
+// SessionsConfig is the sessions bucket: per-key TTLs with expiry markers, kept
+// on replicas servers (1 for a single server, 3 in a cluster).
+func SessionsConfig(replicas int) BucketConfig {
 	return BucketConfig{Name: SessionsBucket, Description: "Snakepit session leases",
-		MarkerTTL: time.Minute, Replicas: 1}
+		MarkerTTL: time.Minute, Replicas: replicas}
 }
 
 // AgentsConfig is the agent registry bucket.
-func AgentsConfig() BucketConfig {
+func AgentsConfig(replicas int) BucketConfig {
 	return BucketConfig{Name: AgentsBucket, Description: "Snakepit live agents",
-		MarkerTTL: time.Minute, Replicas: 1}
+		MarkerTTL: time.Minute, Replicas: replicas}
 }
 
 // Entry is one key's value at a revision; Deleted is set for a delete, a purge
@@ -93,6 +94,24 @@ func Open(ctx context.Context, nc *nats.Conn, cfg BucketConfig) (*KV, error) {
 		return nil, fmt.Errorf("open bucket %s: %w", cfg.Name, translate(err))
 	}
 	return &KV{js: js, kv: kv, bucket: cfg.Name}, nil
+}
+
+// Lookup opens an existing bucket without creating it; ErrNotFound if absent.
+func Lookup(ctx context.Context, nc *nats.Conn, name string) (*KV, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("look up bucket %s: %w", name, err)
+	}
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, natsjs.ErrBucketNotFound) {
+		return nil, fmt.Errorf("look up bucket %s: %w: %w", name, ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up bucket %s: %w", name, err)
+	}
+	return &KV{js: js, kv: kv, bucket: name}, nil
 }
 
 func checkBucket(ctx context.Context, kv natsjs.KeyValue, want natsjs.KeyValueConfig) error {

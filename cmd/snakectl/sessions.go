@@ -61,7 +61,7 @@ func (e *env) leases(pool string) ([]leaseRow, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := jetstream.Open(ctx, e.nc, jetstream.SessionsConfig())
+	kv, err := jetstream.Lookup(ctx, e.nc, jetstream.SessionsBucket)
 	if err != nil {
 		return nil, err
 	}
