@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -37,6 +38,8 @@ type slot struct {
 	requests    uint64
 	// waiters are session requests queued for this worker alone (strict_queue).
 	waiters list.List
+	// unit is the worker process's place this slot belongs to (unit.go).
+	unit *unit
 }
 
 // waiter is a request queued for a worker; the pool hands it a slot on got.
@@ -44,6 +47,8 @@ type waiter struct {
 	got   chan *slot // capacity 1
 	elem  *list.Element
 	queue *list.List // the list elem is in: the pool's or one slot's
+	// movable requests may be handed back by Reroute; rerouted says one was.
+	movable, rerouted bool
 }
 
 // Pool is one named pool on this agent: a fixed number of worker slots, a bounded
@@ -52,6 +57,7 @@ type Pool struct {
 	cfg        config.Pool
 	agentID    string
 	runtimeDir string
+	stateDir   string // absolute; "" keeps no worker records
 	log        zerolog.Logger
 
 	ctx    context.Context // ends when the pool stops
@@ -61,10 +67,14 @@ type Pool struct {
 	sup      sync.WaitGroup // slot supervisors
 	stopOnce sync.Once
 
+	units []*unit // one per worker process, each with its slots; fixed
+
 	mu       sync.Mutex
 	slots    []*slot
 	idle     list.List // of *slot, free workers
 	waiters  list.List // of *waiter, oldest first
+	// capChanged signals (capacity 1) that idle workers or the queue changed.
+	capChanged chan struct{}
 	queued   int       // waiters here and on every slot
 	stopping bool
 	running  sync.WaitGroup // requests holding a worker
@@ -80,7 +90,10 @@ type PoolOptions struct {
 	AgentID string
 	// RuntimeDir holds the snakepit_worker package; it goes first on PYTHONPATH.
 	RuntimeDir string
-	Log        zerolog.Logger
+	// StateDir keeps a record of each worker process, so that a later agent on
+	// the same dir can end what a killed one left. Empty: no records.
+	StateDir string
+	Log      zerolog.Logger
 }
 
 // NewPool returns a pool that has not started its workers.
@@ -88,13 +101,14 @@ func NewPool(cfg config.Pool, opts PoolOptions) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new pool %s: %w", cfg.Name, err)
 	}
-	p := &Pool{cfg: cfg, agentID: opts.AgentID, runtimeDir: opts.RuntimeDir}
+	p := &Pool{cfg: cfg, agentID: opts.AgentID, runtimeDir: opts.RuntimeDir,
+		capChanged: make(chan struct{}, 1)}
+	if opts.StateDir != "" {
+		p.stateDir, _ = filepath.Abs(opts.StateDir)
+	}
 	p.log = opts.Log.With().Str(keyPool, cfg.Name).Logger()
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
-	for i := range cfg.PoolSize {
-		id := fmt.Sprintf("%s-%d@%s", cfg.Name, i+1, opts.AgentID)
-		p.slots = append(p.slots, &slot{index: i, id: id, state: StateStarting})
-	}
+	p.units, p.slots = newUnits(cfg, opts.AgentID)
 	return p, nil
 }
 
@@ -109,16 +123,16 @@ func (p *Pool) Config() config.Pool { return p.cfg }
 // worker fails its first start, Start stops the pool and returns that error.
 func (p *Pool) Start(ctx context.Context) error {
 	began := time.Now()
-	results := make(chan error, len(p.slots))
-	for i, s := range p.slots {
+	results := make(chan error, len(p.units))
+	for i, u := range p.units {
 		if i > 0 && i%p.cfg.StartupBatchSize == 0 && !sleepCtx(ctx, p.cfg.StartupBatchDelay) {
 			break
 		}
 		p.sup.Add(1)
-		go p.supervise(s, results)
+		go p.supervise(u, results)
 	}
 	var first error
-	for range p.slots {
+	for range p.units {
 		var err error
 		select {
 		case err = <-results:
@@ -134,115 +148,14 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.Stop(context.Background())
 		return first
 	}
-	p.log.Info().Int("workers", len(p.slots)).Int64(keyElapsedMs, time.Since(began).Milliseconds()).
+	p.log.Info().Int("workers", len(p.units)).Int64(keyElapsedMs, time.Since(began).Milliseconds()).
 		Msg("pool ready")
 	return nil
 }
 
-// supervise keeps a worker in slot s until the pool stops. The outcome of the
-// first start goes to first.
-func (p *Pool) supervise(s *slot, first chan<- error) {
-	defer p.sup.Done()
-	policy := newRestartPolicy()
-	for attempt := 1; ; attempt++ {
-		w, err := p.startWorker(s)
-		if first != nil {
-			first <- err
-			first = nil
-			if err != nil {
-				return
-			}
-		}
-		ready := err == nil
-		var uptime time.Duration
-		if ready {
-			p.workerReady(s, w)
-			select {
-			case <-w.exited:
-			case <-p.ctx.Done():
-				w.shutdown(p.hardStop, time.Second)
-				return
-			}
-			uptime = time.Since(w.started)
-			if !p.workerExited(s, w) {
-				return
-			}
-		} else if p.ctx.Err() != nil {
-			return
-		}
-		dec := policy.next(uptime, ready)
-		p.noteRestart(s, dec, err, attempt)
-		if !sleepCtx(p.ctx, dec.delay) {
-			return
-		}
-	}
-}
-
-func (p *Pool) startWorker(s *slot) (*worker, error) {
-	p.mu.Lock()
-	s.incarnation++
-	inc := s.incarnation
-	p.mu.Unlock()
-	sp := &spec{pool: p.cfg, workerID: s.id, runtimeDir: p.runtimeDir}
-	w, err := spawn(p.ctx, sp, inc, p.log)
-	if err != nil {
-		return nil, err
-	}
-	w.log.Info().Uint32(keyIncarn, inc).Str("python", w.hello.Python).Msg("worker started")
-	return w, nil
-}
-
-func (p *Pool) noteRestart(s *slot, dec restartDecision, startErr error, attempt int) {
-	p.mu.Lock()
-	p.stats.restarts++
-	s.state = StateCrashed
-	if dec.crashLoop {
-		s.state = StateCrashLoop
-	}
-	p.mu.Unlock()
-	ev := p.log.Warn()
-	if dec.crashLoop {
-		ev = p.log.Error()
-	}
-	if startErr != nil {
-		ev = ev.AnErr("error", startErr)
-	}
-	ev.Str(keyWorkerID, s.id).Str(keyReason, dec.reason).Int(keyAttempt, attempt).
-		Int64(keyDelayMs, dec.delay.Milliseconds()).Msg("restarting worker")
-}
-
-// workerReady puts a fresh worker in its slot and offers the slot to the queue.
-func (p *Pool) workerReady(s *slot, w *worker) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s.worker = w
-	s.state = StateReady
-	if p.stopping {
-		return
-	}
-	if !s.busy {
-		p.offerLocked(s)
-	}
-}
-
-// workerExited takes a dead worker out of its slot; it reports whether the slot
-// should get a new one.
-func (p *Pool) workerExited(s *slot, w *worker) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if s.worker == w {
-		s.worker = nil
-		s.state = StateCrashed
-	}
-	if s.idleElem != nil {
-		p.idle.Remove(s.idleElem)
-		s.idleElem = nil
-	}
-	return !p.stopping
-}
-
 // offerLocked gives a free slot to the oldest waiter, or marks it idle.
 func (p *Pool) offerLocked(s *slot) {
+	p.signalCapacityLocked()
 	front := s.waiters.Front()
 	if front == nil {
 		front = p.waiters.Front()
@@ -347,6 +260,7 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error)
 	if front := p.idle.Front(); front != nil {
 		s := p.idle.Remove(front).(*slot)
 		s.idleElem = nil
+		p.signalCapacityLocked()
 		s.busy = true
 		s.state = StateBusy
 		p.running.Add(1)
@@ -365,9 +279,10 @@ func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request, q *list.
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
-	wt := &waiter{got: make(chan *slot, 1), queue: q}
+	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable}
 	wt.elem = q.PushBack(wt)
 	p.queued++
+	p.signalCapacityLocked()
 	p.mu.Unlock()
 	return p.await(ctx, req, wt)
 }
@@ -381,6 +296,7 @@ func (p *Pool) takeWaiterLocked(e *list.Element) *waiter {
 	wt.queue.Remove(e)
 	wt.elem = nil
 	p.queued--
+	p.signalCapacityLocked()
 	return wt
 }
 
@@ -396,6 +312,9 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 	var cause error
 	select {
 	case s := <-wt.got:
+		if s == nil && wt.rerouted {
+			return nil, reroutedError(req)
+		}
 		if s == nil {
 			return nil, stoppingError(p.cfg.Name)
 		}
@@ -412,6 +331,9 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 		p.mu.Unlock()
 		if s := <-wt.got; s != nil {
 			return s, nil
+		}
+		if wt.rerouted {
+			return nil, reroutedError(req)
 		}
 		return nil, stoppingError(p.cfg.Name)
 	}
@@ -439,6 +361,7 @@ func (p *Pool) release(s *slot) {
 	defer p.mu.Unlock()
 	p.running.Done()
 	s.busy = false
+	p.releasedLocked(s)
 	if s.worker != nil && s.worker.usable() && !p.stopping {
 		p.offerLocked(s)
 		return

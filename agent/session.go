@@ -29,6 +29,7 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request, r *schem
 	if !s.busy && s.idleElem != nil {
 		p.idle.Remove(s.idleElem)
 		s.idleElem = nil
+		p.signalCapacityLocked()
 		s.busy = true
 		s.state = StateBusy
 		p.running.Add(1)

@@ -29,6 +29,9 @@ type Pool interface {
 	Stats() *schemas.PoolStats
 	Workers() []*schemas.WorkerInfo
 	Config() config.Pool
+	Capacity() *schemas.Capacity
+	CapacityChanged() <-chan struct{}
+	Reroute(n int) int
 }
 
 // ServerOptions configure the agent's NATS side.
@@ -62,7 +65,9 @@ type Server struct {
 	subs     []*nats.Subscription
 	ackSubs  []*nats.Subscription
 	streams  map[string]*serverStream
+	peers    map[string]*peerCapacity // by pool
 	inflight sync.WaitGroup
+	bg       sync.WaitGroup // capacity publishers
 	control  *control
 }
 
@@ -77,6 +82,7 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 	s := &Server{
 		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools,
 		log: opts.Log, started: time.Now(), streams: map[string]*serverStream{},
+		peers: map[string]*peerCapacity{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -103,16 +109,20 @@ func (s *Server) Start() error {
 // group) and direct, and this agent's ack subject for its streams.
 func (s *Server) subscribePool(p Pool) error {
 	name, id := p.Name(), s.opts.AgentID
-	exec, stream := s.handler(p), s.streamHandler(p)
+	pc := newPeerCapacity()
+	s.mu.Lock()
+	s.peers[name] = pc
+	s.mu.Unlock()
 	subs := []struct {
 		subject, queue string
 		h              nats.MsgHandler
 	}{
-		{s.subj.Exec(name, "*"), s.subj.QueueGroup(name), exec},
-		{s.subj.DirectExec(name, id, "*"), "", exec},
-		{s.subj.Stream(name, "*"), s.subj.QueueGroup(name), stream},
-		{s.subj.DirectStream(name, id, "*"), "", stream},
+		{s.subj.Exec(name, "*"), s.subj.QueueGroup(name), s.handler(p, false)},
+		{s.subj.DirectExec(name, id, "*"), "", s.handler(p, true)},
+		{s.subj.Stream(name, "*"), s.subj.QueueGroup(name), s.streamHandler(p, false)},
+		{s.subj.DirectStream(name, id, "*"), "", s.streamHandler(p, true)},
 		{s.subj.Ack(name, id, "*"), "", s.ackHandler},
+		{s.subj.Capacity(name, "*"), "", s.capacityHandler(p, pc)},
 	}
 	for _, sd := range subs {
 		sub, err := s.nc.QueueSubscribe(sd.subject, sd.queue, sd.h)
@@ -130,12 +140,15 @@ func (s *Server) subscribePool(p Pool) error {
 		}
 		s.mu.Unlock()
 	}
+	s.bg.Add(1)
+	go s.publishCapacity(s.ctx, p, pc)
 	return nil
 }
 
 // StopIntake unsubscribes the pools so no new request arrives; requests already
 // received go on.
 func (s *Server) StopIntake() {
+	s.announceDraining()
 	s.mu.Lock()
 	subs := s.subs
 	s.subs = nil
@@ -158,6 +171,7 @@ func (s *Server) Wait(ctx context.Context) {
 		<-done
 	}
 	s.cancel()
+	s.bg.Wait()
 	s.mu.Lock()
 	for _, sub := range s.ackSubs {
 		_ = sub.Unsubscribe()
@@ -169,18 +183,20 @@ func (s *Server) Wait(ctx context.Context) {
 	}
 }
 
-func (s *Server) handler(p Pool) nats.MsgHandler {
+// handler serves requests of pool p; direct ones were addressed to this agent
+// and are never moved to another.
+func (s *Server) handler(p Pool, direct bool) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		received := time.Now()
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			s.serve(p, m, received)
+			s.serve(p, m, received, direct)
 		}()
 	}
 }
 
-func (s *Server) serve(p Pool, m *nats.Msg, received time.Time) {
+func (s *Server) serve(p Pool, m *nats.Msg, received time.Time, direct bool) {
 	req, err := decodeRequest(m, received)
 	if err != nil {
 		s.replyError(m, req, asError(err))
@@ -195,7 +211,9 @@ func (s *Server) serve(p Pool, m *nats.Msg, received time.Time) {
 	var res *schemas.Result
 	run := func() (err error) { res, err = p.Execute(ctx, req); return err }
 	if req.SessionID == "" || s.opts.Sessions == nil {
-		err = run()
+		if s.placed(p, m, req, direct, false, run, &err) {
+			return
+		}
 	} else {
 		var forwarded bool
 		if _, forwarded, err = s.runSession(p, m, req, false, run); forwarded && err == nil {
@@ -358,4 +376,30 @@ func headerSafe(s string) string {
 		}
 	}
 	return s
+}
+
+// placed runs a stateless request here, or forwards it to a peer with a free
+// worker, before or while it waits in the queue. It reports true when the
+// request was forwarded; otherwise *errp is the outcome of run.
+func (s *Server) placed(p Pool, m *nats.Msg, req *schemas.Request, direct, stream bool,
+	run func() error, errp *error) bool {
+	s.mu.Lock()
+	pc := s.peers[p.Name()]
+	s.mu.Unlock()
+	hops, _ := strconv.Atoi(m.Header.Get(HeaderForwarded))
+	movable := pc != nil && !direct && hops < maxHops
+	if movable && s.placeElsewhere(p, pc, m, req, stream, hops) {
+		return true
+	}
+	req.Movable = movable
+	err := run()
+	if errors.Is(err, schemas.ErrElsewhere) {
+		if s.placeRerouted(p, pc, m, req, stream, hops) {
+			return true
+		}
+		req.Movable = false
+		err = run()
+	}
+	*errp = err
+	return false
 }

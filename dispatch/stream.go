@@ -96,18 +96,18 @@ type serverStream struct {
 	publishMu sync.Mutex
 }
 
-func (s *Server) streamHandler(p Pool) nats.MsgHandler {
+func (s *Server) streamHandler(p Pool, direct bool) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		received := time.Now()
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			s.serveStream(p, m, received)
+			s.serveStream(p, m, received, direct)
 		}()
 	}
 }
 
-func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time) {
+func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time, direct bool) {
 	req, err := decodeRequest(m, received)
 	var opts streamOptions
 	if err == nil {
@@ -139,7 +139,11 @@ func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time) {
 		return p.ExecuteStream(ctx, req, &schemas.StreamCall{Window: window, Emit: ss.emit, Acks: ss.acks})
 	}
 	if req.SessionID == "" || s.opts.Sessions == nil {
-		err = run()
+		if s.placed(p, m, req, direct, true, run, &err) {
+			cancel(nil)
+			<-watchDone
+			return
+		}
 	} else {
 		var forwarded bool
 		if _, forwarded, err = s.runSession(p, m, req, true, run); forwarded && err == nil {

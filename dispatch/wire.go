@@ -67,6 +67,11 @@ func (s Subjects) Ack(pool, agentID, streamID string) string {
 	return s.Prefix + "." + pool + ".agent." + agentID + ".ack." + streamID
 }
 
+// Capacity is where an agent publishes its pool's capacity.
+func (s Subjects) Capacity(pool, agentID string) string {
+	return s.Prefix + "." + pool + ".capacity." + agentID
+}
+
 // Control is a fleet-wide control subject answered by every agent.
 func (s Subjects) Control(verb string) string { return s.Prefix + ".ctl." + verb }
 

@@ -19,6 +19,9 @@ type Request struct {
 	Raw  bool
 	// Session routes a session call; nil for a stateless one.
 	Session *SessionRoute
+	// Movable lets the pool hand the request back while it is queued, so it can
+	// run on another agent that has a free worker.
+	Movable bool
 }
 
 // Result is a command's answer.

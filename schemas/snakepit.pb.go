@@ -559,6 +559,110 @@ func (x *AgentRecord) GetRenewedUnixMs() int64 {
 	return 0
 }
 
+// Capacity is what one agent's pool can take now, published on
+// <prefix>.<pool>.capacity.<agent-id> when it changes (and every second), so the
+// other agents of the pool can send work where a worker is free.
+type Capacity struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Pool    string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	Workers uint32                 `protobuf:"varint,3,opt,name=workers,proto3" json:"workers,omitempty"`
+	Free    uint32                 `protobuf:"varint,4,opt,name=free,proto3" json:"free,omitempty"`
+	Queued  uint32                 `protobuf:"varint,5,opt,name=queued,proto3" json:"queued,omitempty"`
+	Room    uint32                 `protobuf:"varint,6,opt,name=room,proto3" json:"room,omitempty"`
+	UnixMs  int64                  `protobuf:"varint,7,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	// The agent is stopping and takes no new work.
+	Draining      bool `protobuf:"varint,8,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capacity) Reset() {
+	*x = Capacity{}
+	mi := &file_snakepit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capacity) ProtoMessage() {}
+
+func (x *Capacity) ProtoReflect() protoreflect.Message {
+	mi := &file_snakepit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capacity.ProtoReflect.Descriptor instead.
+func (*Capacity) Descriptor() ([]byte, []int) {
+	return file_snakepit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Capacity) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Capacity) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Capacity) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *Capacity) GetFree() uint32 {
+	if x != nil {
+		return x.Free
+	}
+	return 0
+}
+
+func (x *Capacity) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *Capacity) GetRoom() uint32 {
+	if x != nil {
+		return x.Room
+	}
+	return 0
+}
+
+func (x *Capacity) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *Capacity) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
 var File_snakepit_proto protoreflect.FileDescriptor
 
 const file_snakepit_proto_rawDesc = "" +
@@ -614,7 +718,16 @@ const file_snakepit_proto_rawDesc = "" +
 	"\x05pools\x18\x05 \x03(\tR\x05pools\x12\x18\n" +
 	"\aworkers\x18\x06 \x01(\rR\aworkers\x12\x12\n" +
 	"\x04busy\x18\a \x01(\rR\x04busy\x12&\n" +
-	"\x0frenewed_unix_ms\x18\b \x01(\x03R\rrenewedUnixMsB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
+	"\x0frenewed_unix_ms\x18\b \x01(\x03R\rrenewedUnixMs\"\xc8\x01\n" +
+	"\bCapacity\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x18\n" +
+	"\aworkers\x18\x03 \x01(\rR\aworkers\x12\x12\n" +
+	"\x04free\x18\x04 \x01(\rR\x04free\x12\x16\n" +
+	"\x06queued\x18\x05 \x01(\rR\x06queued\x12\x12\n" +
+	"\x04room\x18\x06 \x01(\rR\x04room\x12\x17\n" +
+	"\aunix_ms\x18\a \x01(\x03R\x06unixMs\x12\x1a\n" +
+	"\bdraining\x18\b \x01(\bR\bdrainingB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
 
 var (
 	file_snakepit_proto_rawDescOnce sync.Once
@@ -628,13 +741,14 @@ func file_snakepit_proto_rawDescGZIP() []byte {
 	return file_snakepit_proto_rawDescData
 }
 
-var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_snakepit_proto_goTypes = []any{
 	(*PoolStats)(nil),   // 0: snakepit.v1.PoolStats
 	(*WorkerInfo)(nil),  // 1: snakepit.v1.WorkerInfo
 	(*AgentReport)(nil), // 2: snakepit.v1.AgentReport
 	(*Lease)(nil),       // 3: snakepit.v1.Lease
 	(*AgentRecord)(nil), // 4: snakepit.v1.AgentRecord
+	(*Capacity)(nil),    // 5: snakepit.v1.Capacity
 }
 var file_snakepit_proto_depIdxs = []int32{
 	0, // 0: snakepit.v1.AgentReport.pools:type_name -> snakepit.v1.PoolStats
@@ -657,7 +771,7 @@ func file_snakepit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_snakepit_proto_rawDesc), len(file_snakepit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,209 @@
+package dispatch
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+// Capacity-aware routing across agents. NATS hands a queue-group message to a
+// random member, whatever its load. So each agent publishes its pool's capacity
+// (idle workers, queue room) when it changes, every agent keeps the others'
+// latest figures, and a request that reaches an agent with no idle worker is
+// forwarded to one that has, as is a request already queued here when another
+// agent reports an idle worker. Figures travel in well under a millisecond on a
+// local network; inside that window two agents may send work to the same idle
+// worker, and the second request waits in that agent's queue.
+
+// capacityRefresh is how often an agent republishes unchanged figures; peers
+// forget figures older than capacityStale.
+const (
+	capacityRefresh = time.Second
+	capacityStale   = 3 * capacityRefresh
+)
+
+// peerCapacity is the latest figures of the other agents of one pool.
+type peerCapacity struct {
+	mu    sync.Mutex
+	peers map[string]*peer
+}
+
+type peer struct {
+	free, room int
+	seen       time.Time
+}
+
+func newPeerCapacity() *peerCapacity { return &peerCapacity{peers: map[string]*peer{}} }
+
+// update stores a peer's figures; it reports whether the peer has a free worker.
+func (pc *peerCapacity) update(c *schemas.Capacity, now time.Time) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if c.Draining {
+		delete(pc.peers, c.AgentId)
+		return false
+	}
+	pc.peers[c.AgentId] = &peer{free: int(c.Free), room: int(c.Room), seen: now}
+	return c.Free > 0
+}
+
+// pick returns a peer with a free worker (or, with wantRoom, queue room),
+// preferring the most, and counts one of them as taken until its next figures.
+func (pc *peerCapacity) pick(wantRoom bool, now time.Time) string {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	best, bestN, ties := "", 0, 0
+	for id, p := range pc.peers {
+		if now.Sub(p.seen) > capacityStale {
+			delete(pc.peers, id)
+			continue
+		}
+		n := p.free
+		if wantRoom {
+			n = p.room
+		}
+		switch {
+		case n > bestN:
+			best, bestN, ties = id, n, 1
+		case n == bestN && n > 0:
+			ties++
+			if rand.IntN(ties) == 0 {
+				best = id
+			}
+		}
+	}
+	if best != "" {
+		if wantRoom {
+			pc.peers[best].room--
+		} else {
+			pc.peers[best].free--
+		}
+	}
+	return best
+}
+
+// empty reports whether no peer is known: one agent alone routes nothing.
+func (pc *peerCapacity) empty() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return len(pc.peers) == 0
+}
+
+// freeWorkers is the idle workers the peers reported, in total.
+func (pc *peerCapacity) freeWorkers(now time.Time) int {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	n := 0
+	for _, p := range pc.peers {
+		if now.Sub(p.seen) <= capacityStale {
+			n += p.free
+		}
+	}
+	return n
+}
+
+// capacityHandler receives the other agents' figures for pool p; when one has
+// idle workers and requests wait here, they are handed back to be forwarded.
+func (s *Server) capacityHandler(p Pool, pc *peerCapacity) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		c := &schemas.Capacity{}
+		if protojson.Unmarshal(m.Data, c) != nil || c.AgentId == s.opts.AgentID {
+			return
+		}
+		if pc.update(c, time.Now()) {
+			s.rebalance(p, pc)
+		}
+	}
+}
+
+// rebalance moves queued requests to peers that have idle workers.
+func (s *Server) rebalance(p Pool, pc *peerCapacity) {
+	if n := pc.freeWorkers(time.Now()); n > 0 {
+		p.Reroute(n)
+	}
+}
+
+// publishCapacity republishes this agent's figures for p whenever they change
+// and every capacityRefresh, until ctx ends.
+func (s *Server) publishCapacity(ctx context.Context, p Pool, pc *peerCapacity) {
+	defer s.bg.Done()
+	t := time.NewTicker(capacityRefresh)
+	defer t.Stop()
+	var last *schemas.Capacity
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.CapacityChanged():
+		case <-t.C:
+			last = nil
+		}
+		c := p.Capacity()
+		// Alone, only the refresh goes out, so peers can find this agent; with
+		// peers every change does, since they route by the counts.
+		if last != nil && (pc.empty() || sameCounts(last, c)) {
+			continue
+		}
+		last = c
+		s.sendCapacity(p.Name(), c)
+		if c.Queued > 0 {
+			s.rebalance(p, pc)
+		}
+	}
+}
+
+// sameCounts reports whether peers would see the same figures in a and b.
+func sameCounts(a, b *schemas.Capacity) bool {
+	return a.Free == b.Free && a.Room == b.Room && a.Queued == b.Queued && a.Draining == b.Draining
+}
+
+func (s *Server) sendCapacity(pool string, c *schemas.Capacity) {
+	c.UnixMs = time.Now().UnixMilli()
+	b, err := protojson.Marshal(c)
+	if err == nil {
+		_ = s.nc.Publish(s.subj.Capacity(pool, s.opts.AgentID), b)
+	}
+}
+
+// announceDraining tells the peers this agent takes no more work.
+func (s *Server) announceDraining() {
+	for _, p := range s.pools {
+		c := proto.Clone(p.Capacity()).(*schemas.Capacity)
+		c.Draining, c.Free, c.Room = true, 0, 0
+		s.sendCapacity(p.Name(), c)
+	}
+}
+
+// placeElsewhere forwards a request to a peer with a free worker when this agent
+// has none (or, with its queue full, to one with room). It reports whether it did.
+func (s *Server) placeElsewhere(p Pool, pc *peerCapacity, m *nats.Msg, req *schemas.Request,
+	stream bool, hops int) bool {
+	if pc.empty() {
+		return false
+	}
+	local := p.Capacity()
+	if local.Free > 0 {
+		return false
+	}
+	now := time.Now()
+	target := pc.pick(false, now)
+	if target == "" && local.Room == 0 {
+		target = pc.pick(true, now)
+	}
+	return target != "" && s.forward(m, p.Name(), target, req.Command, stream, hops) == nil
+}
+
+// placeRerouted sends a request the pool handed back to a peer with a free
+// worker; it reports false when none is left, and the request runs here.
+func (s *Server) placeRerouted(p Pool, pc *peerCapacity, m *nats.Msg, req *schemas.Request,
+	stream bool, hops int) bool {
+	target := pc.pick(false, time.Now())
+	return target != "" && s.forward(m, p.Name(), target, req.Command, stream, hops) == nil
+}
