@@ -17,24 +17,30 @@ import (
 
 // Agent owns the pools of one host.
 type Agent struct {
-	id    string
-	log   zerolog.Logger
-	pools []*Pool
+	id       string
+	stateDir string
+	log      zerolog.Logger
+	pools    []*Pool
 }
 
 // Options are what an agent needs besides its configuration.
 type Options struct {
 	AgentID    string
 	RuntimeDir string
-	Log        zerolog.Logger
+	// StateDir keeps a record of every worker process; Start ends what a
+	// previous agent on the same dir left running. Empty: neither.
+	StateDir string
+	Log      zerolog.Logger
 }
 
 // New returns an agent whose pools have not started.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
 	// The caller's logger already names the agent.
-	a := &Agent{id: opts.AgentID, log: opts.Log}
+	a := &Agent{id: opts.AgentID, stateDir: opts.StateDir, log: opts.Log}
 	for _, pc := range cfg.Pools {
-		p, err := NewPool(pc, PoolOptions{AgentID: opts.AgentID, RuntimeDir: opts.RuntimeDir, Log: a.log})
+		p, err := NewPool(pc, PoolOptions{
+			AgentID: opts.AgentID, RuntimeDir: opts.RuntimeDir, StateDir: opts.StateDir, Log: a.log,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -49,9 +55,13 @@ func (a *Agent) ID() string { return a.id }
 // Pools returns the agent's pools in configuration order.
 func (a *Agent) Pools() []*Pool { return a.pools }
 
-// Start starts every pool at once and waits for all; on any failure it stops the
-// others and returns the errors joined.
+// Start ends the leftovers of a previous run on the state dir, then starts every
+// pool at once and waits for all; on any failure it stops the others and returns
+// the errors joined.
 func (a *Agent) Start(ctx context.Context) error {
+	if killed := endLeftovers(a.stateDir, a.log); len(killed) > 0 {
+		a.log.Info().Ints("pids", killed).Msg("ended leftovers of a previous run")
+	}
 	errs := make([]error, len(a.pools))
 	var wg sync.WaitGroup
 	for i, p := range a.pools {

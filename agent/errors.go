@@ -12,6 +12,9 @@ var (
 	ErrHandshake = errors.New("agent: bad worker handshake")
 	// ErrPoolStopped: the pool is shutting down and takes no work.
 	ErrPoolStopped = errors.New("agent: pool stopped")
+	// ErrNotThreadSafe: thread_safety_checks refused an adapter not declared
+	// thread safe for the thread profile.
+	ErrNotThreadSafe = errors.New("agent: adapter not thread safe")
 
 	// errWorkerGone: the worker exited before the request was sent; try another.
 	errWorkerGone = errors.New("agent: worker gone")

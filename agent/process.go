@@ -19,6 +19,9 @@ type spec struct {
 	pool       config.Pool
 	workerID   string
 	runtimeDir string
+	// stateDir is the agent's state dir (absolute), named in the worker's
+	// environment and holding its record; "" for none.
+	stateDir string
 	// extraEnv is added after the agent's environment and before adapter_env.
 	extraEnv []string
 }
@@ -104,6 +107,9 @@ func workerEnv(s *spec) []string {
 		pyPath = s.runtimeDir + string(filepath.ListSeparator) + v
 	}
 	env = append(env, "PYTHONPATH="+pyPath, "PYTHONUNBUFFERED=1")
+	if s.stateDir != "" {
+		env = append(env, stateDirEnv+"="+s.stateDir)
+	}
 	env = append(env, s.extraEnv...)
 	for k, v := range s.pool.AdapterEnv {
 		if k != "PYTHONPATH" {

@@ -2,7 +2,9 @@ package agent
 
 import "github.com/snakepit-go/snakepit/schemas"
 
-// Stats returns the reference's stats map for this pool.
+// Stats returns the reference's stats map for this pool. Workers counts worker
+// processes; one is available while it can take another request (in the thread
+// profile: while one of its threads is free) and busy while it cannot.
 func (p *Pool) Stats() *schemas.PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -12,44 +14,73 @@ func (p *Pool) Stats() *schemas.PoolStats {
 		QueueTimeouts: p.stats.queueTimeouts, PoolSaturated: p.stats.saturated,
 		Restarts: p.stats.restarts, Recycles: p.stats.recycles,
 		Queued:  uint32(p.queued),
-		Workers: uint32(len(p.slots)),
+		Workers: uint32(len(p.units)),
 	}
-	for _, s := range p.slots {
-		switch {
-		case s.worker != nil && s.busy:
-			st.Busy++
-		case s.worker != nil && s.state == StateReady:
+	for _, u := range p.units {
+		switch p.unitStateLocked(u) {
+		case StateReady:
 			st.Available++
+		case StateBusy:
+			st.Busy++
 		}
 	}
 	return st
 }
 
-// Workers describes every worker slot of the pool.
+// unitStateLocked is a worker's state as Workers reports it.
+func (p *Pool) unitStateLocked(u *unit) string {
+	switch {
+	case u.worker == nil:
+		return u.state
+	case p.stopping || u.dry:
+		return StateStopping
+	}
+	busy := false
+	for _, s := range u.slots {
+		if s.worker != u.worker {
+			continue
+		}
+		if !s.busy {
+			return StateReady
+		}
+		busy = true
+	}
+	if busy {
+		return StateBusy
+	}
+	return StateStarting
+}
+
+// Workers describes every worker process of the pool.
 func (p *Pool) Workers() []*schemas.WorkerInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*schemas.WorkerInfo, 0, len(p.slots))
-	for _, s := range p.slots {
+	out := make([]*schemas.WorkerInfo, 0, len(p.units))
+	for _, u := range p.units {
 		wi := &schemas.WorkerInfo{
-			Id: s.id, Pool: p.cfg.Name, AgentId: p.agentID, State: s.state,
-			Requests: s.requests, Incarnation: s.incarnation,
+			Id: u.id, Pool: p.cfg.Name, AgentId: p.agentID, State: p.unitStateLocked(u),
+			Incarnation: u.incarnation,
 		}
-		if w := s.worker; w != nil {
+		for _, s := range u.slots {
+			wi.Requests += s.requests
+		}
+		if w := u.worker; w != nil {
 			wi.Pid = int32(w.pid)
 			wi.StartedUnixMs = w.started.UnixMilli()
+			wi.Incarnation = w.incarnation
 		}
 		out = append(out, wi)
 	}
 	return out
 }
 
-// Ready reports whether every slot has a live worker.
+// Ready reports whether every worker process is up: started, its handshake
+// done, and taking requests.
 func (p *Pool) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range p.slots {
-		if s.worker == nil {
+	for _, u := range p.units {
+		if st := p.unitStateLocked(u); st != StateReady && st != StateBusy {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,8 @@ type hello struct {
 	Commands   []string `json:"commands"`
 	ThreadSafe bool     `json:"thread_safe"`
 	Runtime    string   `json:"runtime"`
+	// Threads is how many requests the runtime runs at once (--threads).
+	Threads int `json:"threads"`
 }
 
 // worker is one live Python process. It is created by spawn and ends when the
@@ -40,10 +43,16 @@ type worker struct {
 	log         zerolog.Logger
 
 	proc *procHandles
+	// guard kills the worker's process group if the agent dies (hygiene.go).
+	guard *exec.Cmd
+	// record is the worker's file in the state dir (leftovers.go), or "".
+	record string
 	// exited is closed once the process has exited and every call has been failed.
 	exited   chan struct{}
 	exitErr  *schemas.Error
 	readDone chan struct{}
+	// pongCh signals each PONG to the heartbeat; capacity 1.
+	pongCh chan uint64
 
 	wmu sync.Mutex // serializes whole frames on proc.toW
 	buf []byte     // frame encoding scratch, guarded by wmu
@@ -53,7 +62,9 @@ type worker struct {
 	nextID  uint32
 	stopped bool // SHUTDOWN sent; the exit is expected
 	gone    bool // the process exited; no call may be registered
-	output  tailLines
+	// hung says why the heartbeat killed the worker; "" if it did not.
+	hung   string
+	output tailLines
 }
 
 // spawn starts a worker and waits for its handshake within the start timeout. A
@@ -68,9 +79,11 @@ func spawn(ctx context.Context, s *spec, incarnation uint32, log zerolog.Logger)
 		id: s.workerID, incarnation: incarnation, pid: proc.cmd.Process.Pid,
 		started: time.Now(), proc: proc,
 		exited: make(chan struct{}), readDone: make(chan struct{}),
-		calls: map[uint32]*pending{}, output: tailLines{max: 20},
+		pongCh: make(chan uint64, 1),
+		calls:  map[uint32]*pending{}, output: tailLines{max: 20},
 	}
 	w.log = log.With().Str(keyWorkerID, w.id).Int(keyPID, w.pid).Logger()
+	w.protect(s)
 
 	var drains sync.WaitGroup
 	drains.Add(2)
@@ -84,6 +97,9 @@ func spawn(ctx context.Context, s *spec, incarnation uint32, log zerolog.Logger)
 	defer cancel()
 	select {
 	case err = <-helloCh:
+		if err == nil {
+			err = checkProfile(&s.pool, &w.hello)
+		}
 	case <-startCtx.Done():
 		err = fmt.Errorf("no handshake within %v: %w", s.pool.StartupTimeout, ErrStartTimeout)
 	}
@@ -106,6 +122,21 @@ func (w *worker) startError(s *spec, cause error) error {
 	return &StartError{
 		Pool: s.pool.Name, Adapter: s.pool.AdapterModule, Python: s.pool.Python,
 		Worker: w.id, Exit: exit, Output: tail, Err: cause,
+	}
+}
+
+// protect starts the worker's guard and keeps its record in the state dir.
+// Neither failing stops the worker: it only loses that protection, which is
+// logged.
+func (w *worker) protect(s *spec) {
+	var err error
+	if w.guard, err = startGuard(s, w.pid); err != nil {
+		w.log.Warn().Err(err).Msg("worker runs without a guard: what it starts may outlive a killed agent")
+	}
+	if dir := recordDir(s.stateDir); dir != "" {
+		if w.record, err = writeRecord(dir, w.pid, w.id); err != nil {
+			w.log.Warn().Err(err).Msg("worker not recorded: a later run cannot end its leftovers")
+		}
 	}
 }
 
@@ -197,7 +228,10 @@ func (w *worker) route(f *schemas.Frame) {
 			w.kill()
 		}
 	case schemas.KindPong:
-		// TODO(#5): feed pongs to the heartbeat monitor.
+		select {
+		case w.pongCh <- 0:
+		default:
+		}
 	default:
 		w.log.Warn().Int("kind", int(f.Kind)).Uint32("frame_id", f.ID).Msg("unexpected frame from worker")
 	}
@@ -212,17 +246,33 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	// failed below once the reader has drained what the process wrote.
 	w.mu.Lock()
 	w.gone = true
+	expected, hung := w.stopped, w.hung
 	w.mu.Unlock()
-	// Children of the worker go with it.
+	// Children of the worker go with it, and so does its guard.
 	killGroup(w.pid, syscall.SIGKILL)
+	reapGuard(w.guard)
+	if w.record != "" {
+		_ = os.Remove(w.record)
+	}
 	code, sig := exitDescription(w.proc.cmd.ProcessState)
 	w.exitErr = crashError(w.id, code, sig, err)
-	w.mu.Lock()
-	expected := w.stopped
-	w.mu.Unlock()
+	if hung != "" {
+		w.exitErr = hungError(w.id, hung)
+	}
+	w.closePipes(drains)
+	w.failCalls()
+	ev := w.log.Info()
+	if !expected {
+		ev = w.log.Warn()
+	}
+	ev.Int(keyExitCode, code).Str(keySignal, sig).Bool("expected", expected).Msg("worker exited")
+	close(w.exited)
+}
 
-	// Answers written just before the exit are still in the pipe: let the reader
-	// finish, but not wait on a descendant that keeps the pipe open.
+// closePipes lets the reader take the answers written just before the exit,
+// without waiting on a descendant that keeps the pipe open, then closes the
+// frame pipes.
+func (w *worker) closePipes(drains *sync.WaitGroup) {
 	select {
 	case <-w.readDone:
 	case <-time.After(200 * time.Millisecond):
@@ -231,21 +281,18 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	w.proc.toW.Close()
 	<-w.readDone
 	waitGroupTimeout(drains, 200*time.Millisecond)
+}
 
+// failCalls ends every pending call: a closed channel with no final frame tells
+// the caller the worker died.
+func (w *worker) failCalls() {
 	w.mu.Lock()
 	calls := w.calls
 	w.calls = map[uint32]*pending{}
 	w.mu.Unlock()
-	// A closed channel with no final frame tells the caller the worker died.
 	for _, p := range calls {
 		close(p.frames)
 	}
-	ev := w.log.Info()
-	if !expected {
-		ev = w.log.Warn()
-	}
-	ev.Int(keyExitCode, code).Str(keySignal, sig).Bool("expected", expected).Msg("worker exited")
-	close(w.exited)
 }
 
 func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) {
@@ -306,44 +353,83 @@ func (w *worker) send(f *schemas.Frame) error {
 	return nil
 }
 
+// termGrace is how long a worker has between SIGTERM and SIGKILL.
+const termGrace = 2 * time.Second
+
 // shutdown asks the worker to finish and exit; after grace it is terminated and
-// then killed. It returns once the process is gone or ctx ends.
-func (w *worker) shutdown(ctx context.Context, grace time.Duration) {
+// termGrace later killed. It returns once the process is gone and reports
+// whether it left within grace. When ctx ends first it is killed at once.
+func (w *worker) shutdown(ctx context.Context, grace time.Duration) bool {
 	if !w.alive() {
-		return
+		return true
 	}
 	w.mu.Lock()
 	w.stopped = true
 	w.mu.Unlock()
 	_ = w.send(&schemas.Frame{Kind: schemas.KindShutdown})
-	steps := []struct {
-		sig   syscall.Signal
-		after time.Duration
-	}{{0, grace}, {syscall.SIGTERM, 2 * time.Second}, {syscall.SIGKILL, 0}}
-	for _, st := range steps {
-		if st.sig != 0 {
-			killGroup(w.pid, st.sig)
-		}
-		if st.after == 0 {
-			break
-		}
-		t := time.NewTimer(st.after)
-		select {
-		case <-w.exited:
-			t.Stop()
-			return
-		case <-ctx.Done():
-			t.Stop()
-			killGroup(w.pid, syscall.SIGKILL)
-			<-w.exited
-			return
-		case <-t.C:
-		}
+	if w.exitWithin(ctx, grace) {
+		return true
+	}
+	killGroup(w.pid, syscall.SIGTERM)
+	if !w.exitWithin(ctx, termGrace) {
+		killGroup(w.pid, syscall.SIGKILL)
 	}
 	<-w.exited
+	return false
+}
+
+// exitWithin waits up to d for the worker to exit; when ctx ends first it
+// kills the worker and reports false.
+func (w *worker) exitWithin(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.exited:
+		return true
+	case <-ctx.Done():
+		killGroup(w.pid, syscall.SIGKILL)
+		<-w.exited
+		return false
+	case <-t.C:
+		return false
+	}
 }
 
 // kill ends the worker's process group at once.
 func (w *worker) kill() {
 	killGroup(w.pid, syscall.SIGKILL)
 }
+
+// killHung records why the heartbeat gave up on the worker, so the request it
+// runs fails with worker_hung, and kills it.
+func (w *worker) killHung(reason string) {
+	w.mu.Lock()
+	stopping := w.stopped
+	if !stopping {
+		w.hung = reason
+	}
+	w.mu.Unlock()
+	if stopping {
+		// Its shutdown already ends it, escalating on its own.
+		return
+	}
+	w.log.Warn().Str(keyReason, reason).Msg("worker stopped answering heartbeats; killing it")
+	w.kill()
+}
+
+// hungReason is why the heartbeat killed the worker, or "".
+func (w *worker) hungReason() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hung
+}
+
+// The heartbeat's view of a worker (heartbeat.go).
+
+func (w *worker) ping(seq uint64) error {
+	meta := fmt.Appendf(nil, `{"seq":%d}`, seq)
+	return w.send(&schemas.Frame{Kind: schemas.KindPing, Meta: meta})
+}
+
+func (w *worker) pongs() <-chan uint64  { return w.pongCh }
+func (w *worker) done() <-chan struct{} { return w.exited }

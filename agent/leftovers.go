@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+)
+
+// An agent keeps a record of every worker process it runs in its state dir
+// (workers/<pid>.json: pid and start time), removed when the process is
+// reaped. A record still there when the next agent starts on that state dir
+// names a worker of a run that ended without cleaning up; that agent ends
+// what is left of it before starting its own workers. A process is ended only
+// when all of these hold, so a reused pid or another agent's process is never
+// touched:
+//
+//   - it is in the recorded worker's process group (its leader's pid),
+//   - it started no earlier than the recorded worker (the worker itself must
+//     match the recorded start time exactly),
+//   - its environment names this state dir (stateDirEnv, which workers and
+//     what they start inherit).
+
+// stateDirEnv names the agent's state dir in every worker's environment.
+const stateDirEnv = "SNAKEPIT_AGENT_STATE_DIR"
+
+// record is what the state dir keeps of one worker process.
+type record struct {
+	PID int `json:"pid"`
+	// Start is the process start time in clock ticks after boot
+	// (/proc/<pid>/stat field 22); with the pid it names one process.
+	Start    uint64 `json:"start"`
+	WorkerID string `json:"worker_id"`
+}
+
+// recordDir is where the records of a state dir live; empty without one.
+func recordDir(stateDir string) string {
+	if stateDir == "" {
+		return ""
+	}
+	return filepath.Join(stateDir, "workers")
+}
+
+// writeRecord keeps a record of a started worker and returns its path.
+func writeRecord(dir string, pid int, workerID string) (string, error) {
+	st, err := readStat(pid)
+	if err != nil {
+		return "", fmt.Errorf("record worker %s: %w", workerID, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("record worker %s: %w", workerID, err)
+	}
+	b, _ := json.Marshal(record{PID: pid, Start: st.start, WorkerID: workerID})
+	path := filepath.Join(dir, strconv.Itoa(pid)+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("record worker %s: %w", workerID, err)
+	}
+	return path, nil
+}
+
+// procStat is what /proc/<pid>/stat says about identity.
+type procStat struct {
+	pgrp   int
+	start  uint64
+	zombie bool
+}
+
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	// The command name may hold spaces and parentheses: the fields after it
+	// start past the last ')', with state first and starttime 20th.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	pgrp, err := strconv.Atoi(string(f[2]))
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat pgrp: %w", pid, err)
+	}
+	start, err := strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat starttime: %w", pid, err)
+	}
+	return procStat{pgrp: pgrp, start: start, zombie: f[0][0] == 'Z' || f[0][0] == 'X'}, nil
+}
+
+// endLeftovers ends what is left of the workers recorded in stateDir and
+// removes their records. It returns the pids it killed.
+func endLeftovers(stateDir string, log zerolog.Logger) []int {
+	dir := recordDir(stateDir)
+	if dir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	abs, _ := filepath.Abs(stateDir)
+	var killed []int
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		var rec record
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &rec) == nil && rec.PID > 0 {
+			killed = append(killed, endRecorded(rec, abs, log)...)
+		}
+		_ = os.Remove(path)
+	}
+	return killed
+}
+
+// endRecorded kills the live processes that belong to a recorded worker.
+func endRecorded(rec record, stateDir string, log zerolog.Logger) []int {
+	var killed []int
+	for _, pid := range groupMembers(rec, stateDir) {
+		err := syscall.Kill(pid, syscall.SIGKILL)
+		if err != nil && !errors.Is(err, syscall.ESRCH) {
+			log.Warn().Err(err).Int(keyPID, pid).Msg("cannot end leftover process")
+			continue
+		}
+		killed = append(killed, pid)
+		log.Info().Int(keyPID, pid).Str(keyWorkerID, rec.WorkerID).
+			Msg("ended leftover process of a previous run")
+	}
+	return killed
+}
+
+// groupMembers lists the processes that pass every check of the package
+// comment for rec.
+func groupMembers(rec record, stateDir string) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		st, err := readStat(pid)
+		if err != nil || st.zombie || st.pgrp != rec.PID || st.start < rec.Start {
+			continue
+		}
+		if pid == rec.PID && st.start != rec.Start {
+			continue
+		}
+		if namesStateDir(pid, stateDir) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// namesStateDir reports whether pid's environment carries stateDirEnv set to
+// exactly stateDir.
+func namesStateDir(pid int, stateDir string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	want := []byte(stateDirEnv + "=" + stateDir)
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if bytes.Equal(kv, want) {
+			return true
+		}
+	}
+	return false
+}
