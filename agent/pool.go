@@ -304,6 +304,9 @@ func (p *Pool) takeWaiterLocked(e *list.Element) *waiter {
 // deadline, or the pool stopping.
 func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*slot, error) {
 	wait := p.cfg.QueueTimeout
+	if req.QueueTimeout > 0 {
+		wait = min(wait, req.QueueTimeout)
+	}
 	if !req.Deadline.IsZero() {
 		wait = min(wait, time.Until(req.Deadline))
 	}
@@ -352,7 +355,7 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 		return nil, deadlineError(req)
 	}
 	return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonQueueTimeout,
-		"no worker of pool %s became free within %v", p.cfg.Name, p.cfg.QueueTimeout)
+		"no worker of pool %s became free within %v", p.cfg.Name, wait)
 }
 
 // release returns a slot after a request: to the next waiter if its worker lives.

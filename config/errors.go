@@ -2,5 +2,9 @@ package config
 
 import "errors"
 
-// ErrInvalid wraps every configuration error; the message names the key.
-var ErrInvalid = errors.New("config: invalid")
+var (
+	// ErrInvalid wraps every configuration error; the message names the key.
+	ErrInvalid = errors.New("config: invalid")
+	// ErrPoolNotFound: no pool of that name is configured.
+	ErrPoolNotFound = errors.New("config: pool not found")
+)

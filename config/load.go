@@ -181,7 +181,16 @@ func applyPool(p Pool, fp *filePool, where string) (Pool, error) {
 	if fp.Name == nil {
 		return p, fmt.Errorf("%w: %s.name: required", ErrInvalid, where)
 	}
-	p.Name = *fp.Name
+	p = fillPool(p, fp)
+	if err := p.validate(where); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// fillPool sets on p every key fp gives; it checks nothing.
+func fillPool(p Pool, fp *filePool) Pool {
+	setString(&p.Name, fp.Name)
 	setString(&p.WorkerProfile, fp.WorkerProfile)
 	setInt(&p.PoolSize, fp.PoolSize)
 	setString(&p.AdapterModule, fp.AdapterModule)
@@ -209,10 +218,7 @@ func applyPool(p Pool, fp *filePool, where string) (Pool, error) {
 		p.SessionTTL = time.Duration(*fp.SessionTTL) * time.Second
 	}
 	setMs(&p.ShutdownGrace, fp.ShutdownGraceMs)
-	if err := p.validate(where); err != nil {
-		return p, err
-	}
-	return p, nil
+	return p
 }
 
 func mergeHB(h Heartbeat, f *fileHB) Heartbeat {

@@ -56,6 +56,7 @@ type callOptions struct {
 	traceparent string
 	window      int
 	idle        time.Duration
+	queue       time.Duration
 }
 
 // WithTimeout bounds the call; the agent drops work whose deadline has passed.
@@ -70,6 +71,11 @@ func WithSession(id string) CallOption { return func(o *callOptions) { o.session
 
 // WithAffinity overrides the pool's affinity mode for this call.
 func WithAffinity(mode string) CallOption { return func(o *callOptions) { o.affinity = mode } }
+
+// WithQueueTimeout bounds how long the request may wait in an agent's queue for
+// a worker (sent as Snakepit-Queue-Timeout); the pool's pool_queue_timeout
+// applies when it is longer. Default: the pool's.
+func WithQueueTimeout(d time.Duration) CallOption { return func(o *callOptions) { o.queue = d } }
 
 // WithTraceparent passes W3C trace context to the worker.
 func WithTraceparent(tp string) CallOption { return func(o *callOptions) { o.traceparent = tp } }
@@ -180,6 +186,9 @@ func (c *Client) requestMsg(subject string, args any, o *callOptions) (*nats.Msg
 	set(HeaderSession, o.session)
 	set(HeaderAffinity, o.affinity)
 	set(HeaderTraceparent, o.traceparent)
+	if o.queue > 0 {
+		msg.Header.Set(HeaderQueueTimeout, strconv.FormatInt(max(o.queue.Milliseconds(), 1), 10))
+	}
 	return msg, nil
 }
 

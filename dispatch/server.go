@@ -248,6 +248,14 @@ func decodeRequest(m *nats.Msg, received time.Time) (*schemas.Request, error) {
 		}
 		req.Deadline = received.Add(time.Duration(ms) * time.Millisecond)
 	}
+	if v := h.Get(HeaderQueueTimeout); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms <= 0 {
+			return req, schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
+				"%s: want a positive number of milliseconds, got %q", HeaderQueueTimeout, v)
+		}
+		req.QueueTimeout = time.Duration(ms) * time.Millisecond
+	}
 	if h.Get(HeaderContentType) == ContentTypeOctetStream {
 		req.Raw = true
 		return req, nil

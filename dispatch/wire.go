@@ -21,6 +21,7 @@ const (
 	HeaderSession      = "Snakepit-Session"
 	HeaderAffinity     = "Snakepit-Affinity"
 	HeaderTimeout      = "Snakepit-Timeout"
+	HeaderQueueTimeout = "Snakepit-Queue-Timeout"
 	HeaderRequestID    = "Snakepit-Request-Id"
 	HeaderWorker       = "Snakepit-Worker"
 	HeaderError        = "Snakepit-Error"

@@ -14,6 +14,9 @@ type Request struct {
 	Traceparent string
 	// Deadline is when the caller stops waiting; zero means none.
 	Deadline time.Time
+	// QueueTimeout, when set and shorter than the pool's, bounds the wait for a
+	// worker.
+	QueueTimeout time.Duration
 	// Args is the JSON object of arguments, or raw bytes when Raw is set.
 	Args []byte
 	Raw  bool

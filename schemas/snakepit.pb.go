@@ -45,7 +45,10 @@ type PoolStats struct {
 	// Workers replaced after a crash.
 	Restarts uint64 `protobuf:"varint,11,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	// Workers replaced by recycling (worker_ttl, worker_max_requests).
-	Recycles      uint64 `protobuf:"varint,12,opt,name=recycles,proto3" json:"recycles,omitempty"`
+	Recycles uint64 `protobuf:"varint,12,opt,name=recycles,proto3" json:"recycles,omitempty"`
+	// Workers in a crash loop right now: failing again and again, restarted
+	// with a growing delay.
+	CrashLooping  uint32 `protobuf:"varint,13,opt,name=crash_looping,json=crashLooping,proto3" json:"crash_looping,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +163,13 @@ func (x *PoolStats) GetRestarts() uint64 {
 func (x *PoolStats) GetRecycles() uint64 {
 	if x != nil {
 		return x.Recycles
+	}
+	return 0
+}
+
+func (x *PoolStats) GetCrashLooping() uint32 {
+	if x != nil {
+		return x.CrashLooping
 	}
 	return 0
 }
@@ -663,11 +673,145 @@ func (x *Capacity) GetDraining() bool {
 	return false
 }
 
+// EndedWorker is one worker process a cleanup ended.
+type EndedWorker struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Pool     string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Pid      int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// False for a process still there at the deadline, which was then
+	// terminated (SIGTERM, then SIGKILL).
+	InTime        bool `protobuf:"varint,4,opt,name=in_time,json=inTime,proto3" json:"in_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndedWorker) Reset() {
+	*x = EndedWorker{}
+	mi := &file_snakepit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndedWorker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndedWorker) ProtoMessage() {}
+
+func (x *EndedWorker) ProtoReflect() protoreflect.Message {
+	mi := &file_snakepit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndedWorker.ProtoReflect.Descriptor instead.
+func (*EndedWorker) Descriptor() ([]byte, []int) {
+	return file_snakepit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EndedWorker) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *EndedWorker) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *EndedWorker) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *EndedWorker) GetInTime() bool {
+	if x != nil {
+		return x.InTime
+	}
+	return false
+}
+
+// CleanupReport is one agent's answer to a cleanup: what it ended, and the
+// reference's cleanup/0 result, "ok" when every process exited in time, else
+// "timeout" (the ended workers with in_time false are the reference's list).
+type CleanupReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Result        string                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Ended         []*EndedWorker         `protobuf:"bytes,3,rep,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CleanupReport) Reset() {
+	*x = CleanupReport{}
+	mi := &file_snakepit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CleanupReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CleanupReport) ProtoMessage() {}
+
+func (x *CleanupReport) ProtoReflect() protoreflect.Message {
+	mi := &file_snakepit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CleanupReport.ProtoReflect.Descriptor instead.
+func (*CleanupReport) Descriptor() ([]byte, []int) {
+	return file_snakepit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CleanupReport) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *CleanupReport) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *CleanupReport) GetEnded() []*EndedWorker {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
 var File_snakepit_proto protoreflect.FileDescriptor
 
 const file_snakepit_proto_rawDesc = "" +
 	"\n" +
-	"\x0esnakepit.proto\x12\vsnakepit.v1\"\xd8\x02\n" +
+	"\x0esnakepit.proto\x12\vsnakepit.v1\"\xfd\x02\n" +
 	"\tPoolStats\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -681,7 +825,8 @@ const file_snakepit_proto_rawDesc = "" +
 	"\x04busy\x18\n" +
 	" \x01(\rR\x04busy\x12\x1a\n" +
 	"\brestarts\x18\v \x01(\x04R\brestarts\x12\x1a\n" +
-	"\brecycles\x18\f \x01(\x04R\brecycles\"\xd9\x01\n" +
+	"\brecycles\x18\f \x01(\x04R\brecycles\x12#\n" +
+	"\rcrash_looping\x18\r \x01(\rR\fcrashLooping\"\xd9\x01\n" +
 	"\n" +
 	"WorkerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -727,7 +872,16 @@ const file_snakepit_proto_rawDesc = "" +
 	"\x06queued\x18\x05 \x01(\rR\x06queued\x12\x12\n" +
 	"\x04room\x18\x06 \x01(\rR\x04room\x12\x17\n" +
 	"\aunix_ms\x18\a \x01(\x03R\x06unixMs\x12\x1a\n" +
-	"\bdraining\x18\b \x01(\bR\bdrainingB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
+	"\bdraining\x18\b \x01(\bR\bdraining\"i\n" +
+	"\vEndedWorker\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x17\n" +
+	"\ain_time\x18\x04 \x01(\bR\x06inTime\"r\n" +
+	"\rCleanupReport\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12.\n" +
+	"\x05ended\x18\x03 \x03(\v2\x18.snakepit.v1.EndedWorkerR\x05endedB1Z/github.com/snakepit-go/snakepit/schemas;schemasb\x06proto3"
 
 var (
 	file_snakepit_proto_rawDescOnce sync.Once
@@ -741,23 +895,26 @@ func file_snakepit_proto_rawDescGZIP() []byte {
 	return file_snakepit_proto_rawDescData
 }
 
-var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_snakepit_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_snakepit_proto_goTypes = []any{
-	(*PoolStats)(nil),   // 0: snakepit.v1.PoolStats
-	(*WorkerInfo)(nil),  // 1: snakepit.v1.WorkerInfo
-	(*AgentReport)(nil), // 2: snakepit.v1.AgentReport
-	(*Lease)(nil),       // 3: snakepit.v1.Lease
-	(*AgentRecord)(nil), // 4: snakepit.v1.AgentRecord
-	(*Capacity)(nil),    // 5: snakepit.v1.Capacity
+	(*PoolStats)(nil),     // 0: snakepit.v1.PoolStats
+	(*WorkerInfo)(nil),    // 1: snakepit.v1.WorkerInfo
+	(*AgentReport)(nil),   // 2: snakepit.v1.AgentReport
+	(*Lease)(nil),         // 3: snakepit.v1.Lease
+	(*AgentRecord)(nil),   // 4: snakepit.v1.AgentRecord
+	(*Capacity)(nil),      // 5: snakepit.v1.Capacity
+	(*EndedWorker)(nil),   // 6: snakepit.v1.EndedWorker
+	(*CleanupReport)(nil), // 7: snakepit.v1.CleanupReport
 }
 var file_snakepit_proto_depIdxs = []int32{
 	0, // 0: snakepit.v1.AgentReport.pools:type_name -> snakepit.v1.PoolStats
 	1, // 1: snakepit.v1.AgentReport.workers:type_name -> snakepit.v1.WorkerInfo
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 2: snakepit.v1.CleanupReport.ended:type_name -> snakepit.v1.EndedWorker
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_snakepit_proto_init() }
@@ -771,7 +928,7 @@ func file_snakepit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_snakepit_proto_rawDesc), len(file_snakepit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
