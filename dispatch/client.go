@@ -228,6 +228,8 @@ func transportError(pool, command string, err error) error {
 }
 
 // Reports gathers one report from every live agent: stats, or stats and workers.
+// It waits for as many answers as the registry lists agents, so it returns as
+// soon as all have answered; without a registry it waits for a quiet moment.
 func (c *Client) Reports(ctx context.Context, withWorkers bool) ([]*schemas.AgentReport, error) {
 	verb := "stats"
 	if withWorkers {
@@ -235,6 +237,10 @@ func (c *Client) Reports(ctx context.Context, withWorkers bool) ([]*schemas.Agen
 	}
 	ctx, cancel := callContext(ctx, 0)
 	defer cancel()
+	want := 0
+	if agents, err := c.Agents(ctx); err == nil {
+		want = len(agents)
+	}
 	inbox := c.nc.NewInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -244,16 +250,20 @@ func (c *Client) Reports(ctx context.Context, withWorkers bool) ([]*schemas.Agen
 	if err := c.nc.PublishRequest(c.subj.Control(verb), inbox, nil); err != nil {
 		return nil, fmt.Errorf("gather %s: %w", verb, err)
 	}
-	return collectReports(ctx, sub, verb)
+	return collectReports(ctx, sub, verb, want)
 }
 
-// collectReports reads answers until none came for gatherWindow after the first,
-// or ctx ends.
-// TODO(#7): wait for exactly the agents the registry lists instead of a window.
-func collectReports(ctx context.Context, sub *nats.Subscription, verb string) ([]*schemas.AgentReport, error) {
+// collectReports reads answers until want have come (want > 0), or else until
+// none came for gatherWindow after the first; at most gatherMax in all.
+func collectReports(ctx context.Context, sub *nats.Subscription, verb string, want int) ([]*schemas.AgentReport, error) {
 	var out []*schemas.AgentReport
-	wait := 2 * time.Second
-	for {
+	ctx, cancel := context.WithTimeout(ctx, gatherMax)
+	defer cancel()
+	for want <= 0 || len(out) < want {
+		wait := gatherMax
+		if want <= 0 && len(out) > 0 {
+			wait = gatherWindow
+		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := sub.NextMsgWithContext(wctx)
 		cancel()
@@ -265,7 +275,6 @@ func collectReports(ctx context.Context, sub *nats.Subscription, verb string) ([
 			return out, fmt.Errorf("gather %s: decode answer: %w", verb, err)
 		}
 		out = append(out, r)
-		wait = gatherWindow
 	}
 	if len(out) == 0 {
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolNotFound,

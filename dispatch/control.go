@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +60,34 @@ func startControl(s *Server) (*control, error) {
 			return nil, fmt.Errorf("add control endpoint %s: %w", ep.name, err)
 		}
 	}
+	if err := s.addCleanupEndpoint(svc); err != nil {
+		return nil, errors.Join(err, svc.Stop())
+	}
+	if err := addDrain(s, svc); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
 	return &control{svc: svc}, nil
+}
+
+// addDrain answers snakepit.ctl.agent.<id>.drain: the agent stops taking work,
+// finishes what it has, leaves the registry (so its sessions move on their next
+// call, as their affinity mode says) and exits.
+func addDrain(s *Server, svc micro.Service) error {
+	h := func(r micro.Request) {
+		if s.opts.OnDrain == nil {
+			_ = r.Error("501", "this agent cannot be drained", nil)
+			return
+		}
+		_ = r.Respond([]byte(`{"agent_id":"` + s.opts.AgentID + `","draining":true}`))
+		s.opts.OnDrain()
+	}
+	err := svc.AddEndpoint("drain", micro.HandlerFunc(h),
+		micro.WithEndpointSubject(s.subj.AgentControl(s.opts.AgentID, "drain")))
+	if err != nil {
+		return fmt.Errorf("add control endpoint drain: %w", err)
+	}
+	return nil
 }
 
 func (c *control) stop() { _ = c.svc.Stop() }
@@ -79,6 +107,9 @@ func (s *Server) report(withWorkers bool) *schemas.AgentReport {
 	return r
 }
 
-// gatherWindow is how long a fleet query waits after the last answer before it
-// assumes every agent has answered.
-const gatherWindow = 150 * time.Millisecond
+// gatherWindow is how long a fleet query without a registry waits after the last
+// answer before it assumes every agent has answered; gatherMax bounds any query.
+const (
+	gatherWindow = 150 * time.Millisecond
+	gatherMax    = 2 * time.Second
+)

@@ -27,6 +27,8 @@ type Registry struct {
 	stopW  func()
 	cancel context.CancelFunc
 	done   chan struct{}
+	// stopOnce makes Stop idempotent.
+	stopOnce sync.Once
 
 	mu   sync.Mutex
 	live map[string]*schemas.AgentRecord
@@ -138,8 +140,13 @@ func (r *Registry) Agents() []*schemas.AgentRecord {
 	return out
 }
 
-// Stop ends renewals and removes this agent's record.
+// Stop ends renewals and removes this agent's record; calling it again does
+// nothing.
 func (r *Registry) Stop() {
+	r.stopOnce.Do(r.stop)
+}
+
+func (r *Registry) stop() {
 	r.cancel()
 	<-r.done
 	r.stopW()

@@ -46,6 +46,9 @@ type ServerOptions struct {
 	Sessions *sessions.Manager
 	// Registry tells which agents are alive; nil takes every agent as alive.
 	Registry *Registry
+	// OnDrain is called when an operator drains this agent; it should stop the
+	// agent gracefully. Nil refuses drains.
+	OnDrain func()
 }
 
 // Server subscribes an agent's pools to their subjects and replies to requests.

@@ -76,6 +76,11 @@ func (s Subjects) Capacity(pool, agentID string) string {
 // Control is a fleet-wide control subject answered by every agent.
 func (s Subjects) Control(verb string) string { return s.Prefix + ".ctl." + verb }
 
+// AgentControl is a control subject answered by one agent only.
+func (s Subjects) AgentControl(agentID, verb string) string {
+	return s.Prefix + ".ctl.agent." + agentID + "." + verb
+}
+
 // QueueGroup is the queue group of a pool's agents.
 func (s Subjects) QueueGroup(pool string) string { return s.Prefix + "." + pool }
 

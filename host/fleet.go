@@ -68,8 +68,3 @@ func (h *Host) record() *schemas.AgentRecord {
 	}
 	return r
 }
-
-func (f *fleetState) stop() {
-	f.registry.Stop()
-	f.sessions.Stop()
-}

@@ -143,7 +143,7 @@ func (h *Host) startPools(ctx context.Context) error {
 		return err
 	}
 	h.agent, err = agent.New(h.opts.Config, agent.Options{
-		AgentID: h.agentID, RuntimeDir: runtimeDir, Log: h.log,
+		AgentID: h.agentID, RuntimeDir: runtimeDir, StateDir: h.opts.StateDir, Log: h.log,
 	})
 	if err != nil {
 		return err
@@ -170,6 +170,7 @@ func (h *Host) startPools(ctx context.Context) error {
 		Prefix: h.opts.Prefix, AgentID: h.agentID, Host: host,
 		Version: h.opts.Version, Log: h.log,
 		Sessions: fs.sessions, Registry: fs.registry,
+		OnDrain: func() { go h.Shutdown(context.Background()) },
 	})
 	if err := h.server.Start(); err != nil {
 		h.agent.Stop(context.Background())
@@ -199,6 +200,11 @@ func (h *Host) Done() <-chan struct{} { return h.done }
 func (h *Host) Shutdown(ctx context.Context) {
 	h.stopOnce.Do(func() {
 		began := time.Now()
+		// Leave the registry first: peers then take this agent's sessions over
+		// instead of forwarding to it.
+		if h.fleet != nil {
+			h.fleet.registry.Stop()
+		}
 		if h.server != nil {
 			h.server.StopIntake()
 		}
@@ -209,7 +215,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 			h.server.Wait(ctx)
 		}
 		if h.fleet != nil {
-			h.fleet.stop()
+			h.fleet.sessions.Stop()
 		}
 		h.release()
 		h.log.Info().Int64("elapsed_ms", time.Since(began).Milliseconds()).Msg("agent stopped")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/host"
+	"github.com/snakepit-go/snakepit/natsconn"
 )
 
 // version is set by the build; empty reports dispatch.Version.
@@ -37,6 +38,8 @@ type flags struct {
 	logFormat  string
 	poolSize   int
 	python     string
+	kvReplicas int
+	conn       natsconn.Flags
 }
 
 func main() {
@@ -56,6 +59,11 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pool-agent: %v\n", err)
 		return 2
 	}
+	natsOpts, err := f.conn.Options()
+	if err != nil {
+		fmt.Fprintf(stderr, "pool-agent: %v\n", err)
+		return 2
+	}
 	log := newLogger(stderr, f.logFormat, pick(f.logLevel, cfg.LogLevel))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -63,12 +71,18 @@ func run(args []string, stderr io.Writer) int {
 	h, err := host.Start(ctx, host.Options{
 		Config: cfg, NATSURL: f.natsURL, Listen: f.listen, StateDir: f.stateDir,
 		AgentID: f.agentID, Prefix: f.prefix, Version: version, Log: log,
+		KVReplicas: f.kvReplicas, NATSOptions: natsOpts,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("agent failed to start")
 		return 1
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-h.Done():
+		// Drained by an operator: the host has already stopped gracefully.
+		return 0
+	}
 	stop()
 	return shutdown(h, cfg, log)
 }
@@ -103,6 +117,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logFormat, "log-format", env("LOG_FORMAT", "auto"), "json, console or auto (console on a terminal)")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "override pool_size of every pool")
 	fs.StringVar(&f.python, "python", env("PYTHON", ""), "Python interpreter of every pool (env SNAKEPIT_PYTHON)")
+	fs.IntVar(&f.kvReplicas, "kv-replicas", 1, "replicas of the KV buckets this agent creates: 1, or 3 in a cluster")
+	f.conn.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: pool-agent [flags]\n\nFlags:\n")
 		fs.PrintDefaults()

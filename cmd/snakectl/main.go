@@ -16,6 +16,7 @@ import (
 
 	"github.com/snakepit-go/snakepit/dispatch"
 	"github.com/snakepit-go/snakepit/jetstream"
+	"github.com/snakepit-go/snakepit/natsconn"
 )
 
 const defaultServer = "nats://127.0.0.1:4222"
@@ -39,6 +40,7 @@ type env struct {
 	stdout, stderr io.Writer
 	server         string
 	prefix         string
+	conn           natsconn.Flags
 	nc             *nats.Conn
 	kv             *jetstream.KV
 }
@@ -49,7 +51,11 @@ func commands() []command {
 		{"stream", streamUsage, runStream},
 		{"stats", "stats [--json]", runStats},
 		{"sessions", sessionsUsage, runSessions},
+		{"agents", "agents [--json]", runAgents},
+		{"drain", "drain AGENT", runDrain},
 		{"workers", "workers [--json]", runWorkers},
+		{"await-ready", awaitReadyUsage, runAwaitReady},
+		{"cleanup", cleanupUsage, runCleanup},
 	}
 }
 
@@ -63,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&e.server, "server", serverDefault(), "NATS server URL (env NATS_URL)")
 	fs.StringVar(&e.prefix, "prefix", dispatch.DefaultPrefix, "subject prefix")
+	e.conn.Register(fs)
 	fs.Usage = func() { usage(stderr, fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -105,7 +112,12 @@ func serverDefault() string {
 // client connects on first use.
 func (e *env) client() (*dispatch.Client, error) {
 	if e.nc == nil {
-		nc, err := nats.Connect(e.server, nats.Name("snakectl"), nats.Timeout(5*time.Second))
+		opts, err := e.conn.Options()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Name("snakectl"), nats.Timeout(5*time.Second))
+		nc, err := nats.Connect(e.server, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", e.server, err)
 		}

@@ -19,6 +19,10 @@ type statsMap struct {
 	Workers       uint64 `json:"workers"`
 	Available     uint64 `json:"available"`
 	Busy          uint64 `json:"busy"`
+	// Beyond the reference's map: worker replacements and crash loops.
+	Restarts     uint64 `json:"restarts"`
+	Recycles     uint64 `json:"recycles"`
+	CrashLooping uint64 `json:"crash_looping"`
 }
 
 func (m *statsMap) add(p *schemas.PoolStats) {
@@ -30,6 +34,9 @@ func (m *statsMap) add(p *schemas.PoolStats) {
 	m.Workers += uint64(p.Workers)
 	m.Available += uint64(p.Available)
 	m.Busy += uint64(p.Busy)
+	m.Restarts += p.Restarts
+	m.Recycles += p.Recycles
+	m.CrashLooping += uint64(p.CrashLooping)
 }
 
 type statsOutput struct {
@@ -79,10 +86,12 @@ func runStats(e *env, args []string) int {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tREQUESTS\tQUEUED\tERRORS\tQUEUE_TIMEOUTS\tPOOL_SATURATED\tWORKERS\tAVAILABLE\tBUSY")
+	fmt.Fprintln(tw, "POOL\tREQUESTS\tQUEUED\tERRORS\tQUEUE_TIMEOUTS\tPOOL_SATURATED\tWORKERS\tAVAILABLE\tBUSY"+
+		"\tRESTARTS\tRECYCLES\tCRASH_LOOPING")
 	row := func(name string, m *statsMap) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, m.Requests, m.Queued, m.Errors,
-			m.QueueTimeouts, m.PoolSaturated, m.Workers, m.Available, m.Busy)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", name, m.Requests, m.Queued,
+			m.Errors, m.QueueTimeouts, m.PoolSaturated, m.Workers, m.Available, m.Busy,
+			m.Restarts, m.Recycles, m.CrashLooping)
 	}
 	for _, n := range names {
 		row(n, out.Pools[n])
