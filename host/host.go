@@ -47,6 +47,9 @@ type Options struct {
 	// KVReplicas is how many servers keep each KV bucket: 1 (the default) for a
 	// single server, 3 in a cluster. An existing bucket keeps its own.
 	KVReplicas int
+	// HealthAddr, when set, serves GET /healthz there (bind 127.0.0.1 or a pod
+	// address, never 0.0.0.0 by accident).
+	HealthAddr string
 	// NATSOptions are added to the connection's options (auth, TLS).
 	NATSOptions []nats.Option
 	Log         zerolog.Logger
@@ -99,7 +102,13 @@ func (h *Host) start(ctx context.Context) error {
 	if err = h.connect(); err != nil {
 		return err
 	}
-	return h.startPools(ctx)
+	if err = h.startPools(ctx); err != nil {
+		return err
+	}
+	if h.opts.HealthAddr != "" {
+		return h.serveHealth(h.opts.HealthAddr)
+	}
+	return nil
 }
 
 func (h *Host) connect() error {
@@ -127,6 +136,7 @@ func (h *Host) connect() error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			h.log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
+			go h.reprovision()
 		}),
 	}, h.opts.NATSOptions...)
 	nc, err := nats.Connect(url, nopts...)

@@ -38,6 +38,7 @@ type flags struct {
 	logFormat  string
 	poolSize   int
 	python     string
+	healthAddr string
 	kvReplicas int
 	conn       natsconn.Flags
 }
@@ -71,7 +72,7 @@ func run(args []string, stderr io.Writer) int {
 	h, err := host.Start(ctx, host.Options{
 		Config: cfg, NATSURL: f.natsURL, Listen: f.listen, StateDir: f.stateDir,
 		AgentID: f.agentID, Prefix: f.prefix, Version: version, Log: log,
-		KVReplicas: f.kvReplicas, NATSOptions: natsOpts,
+		KVReplicas: f.kvReplicas, NATSOptions: natsOpts, HealthAddr: f.healthAddr,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("agent failed to start")
@@ -117,6 +118,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logFormat, "log-format", env("LOG_FORMAT", "auto"), "json, console or auto (console on a terminal)")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "override pool_size of every pool")
 	fs.StringVar(&f.python, "python", env("PYTHON", ""), "Python interpreter of every pool (env SNAKEPIT_PYTHON)")
+	fs.StringVar(&f.healthAddr, "health-addr", env("HEALTH_ADDR", ""),
+		"serve GET /healthz on this address, e.g. 127.0.0.1:8086 (env SNAKEPIT_HEALTH_ADDR)")
 	fs.IntVar(&f.kvReplicas, "kv-replicas", 1, "replicas of the KV buckets this agent creates: 1, or 3 in a cluster")
 	f.conn.Register(fs)
 	fs.Usage = func() {
