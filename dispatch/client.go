@@ -175,6 +175,10 @@ func (c *Client) requestMsg(subject string, args any, o *callOptions) (*nats.Msg
 			return nil, schemas.NewError(schemas.CategoryValidation, schemas.ReasonBadArguments,
 				"encode arguments: %v", err)
 		}
+		if string(b) == "null" {
+			// A nil map or pointer means no arguments.
+			b = []byte("{}")
+		}
 		msg.Data = b
 	}
 	set := func(k, v string) {
