@@ -52,3 +52,17 @@ proto:
 
 clean:
 	rm -rf $(BIN)
+
+## bench: speed and cost against the floor in one run; writes bench/latest.json and
+## bench/latest.svg and prints the table. Not part of make test. BENCH_ARGS passes
+## flags (bin/snakebench -h).
+bench: deps build
+	$(GO) build $(GOFLAGS) -o $(BIN)/ ./bench/cmd/snakebench
+	$(BIN)/snakebench -agent $(BIN)/pool-agent -python $(PYTHON) -out bench $(BENCH_ARGS)
+
+.PHONY: bench-peers
+## bench-peers: the same no-op call on Celery (2 prefork workers) over Redis on
+## 127.0.0.1, side by side with bench/latest.json. Installs Debian's redis-server
+## and python3-celery. Not part of make test.
+bench-peers:
+	bench/peers/peers.sh

@@ -69,16 +69,16 @@ type Pool struct {
 
 	units []*unit // one per worker process, each with its slots; fixed
 
-	mu       sync.Mutex
-	slots    []*slot
-	idle     list.List // of *slot, free workers
-	waiters  list.List // of *waiter, oldest first
+	mu      sync.Mutex
+	slots   []*slot
+	idle    list.List // of *slot, free workers
+	waiters list.List // of *waiter, oldest first
 	// capChanged signals (capacity 1) that idle workers or the queue changed.
 	capChanged chan struct{}
-	queued   int       // waiters here and on every slot
-	stopping bool
-	running  sync.WaitGroup // requests holding a worker
-	stats    counters
+	queued     int // waiters here and on every slot
+	stopping   bool
+	running    sync.WaitGroup // requests holding a worker
+	stats      counters
 }
 
 type counters struct {

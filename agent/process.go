@@ -11,8 +11,13 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/snakepit-go/snakepit/config"
 )
+
+// framePipeSize is the kernel buffer asked for each frame pipe.
+const framePipeSize = 1 << 20
 
 // spec is what one worker process is started from.
 type spec struct {
@@ -46,6 +51,11 @@ func startProcess(s *spec) (*procHandles, error) {
 	if err != nil {
 		closeAll(reqR, reqW)
 		return nil, fmt.Errorf("start worker %s: response pipe: %w", s.workerID, err)
+	}
+	// Bigger frame pipes move large arguments, results and chunks in fewer
+	// kernel round trips; a kernel that refuses keeps the default.
+	for _, f := range []*os.File{reqW, respW} {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, framePipeSize)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {

@@ -541,7 +541,10 @@ class Worker:
             if self._requests.get(req.id) is req:
                 del self._requests[req.id]
             self._busy -= 1
-            self._state.notify_all()
+            # Only a shutdown waits for the count to drop: waking the main
+            # thread after every request would cost a GIL hand-off each time.
+            if self._closing and self._busy == 0:
+                self._state.notify_all()
 
     # ---- sessions --------------------------------------------------
 
