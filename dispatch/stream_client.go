@@ -107,7 +107,9 @@ func (c *Client) openStream(ctx context.Context, pool, command string, args any,
 	}
 	_ = sub.SetPendingLimits(-1, 512<<20)
 	msg.Header.Set(HeaderWindow, strconv.Itoa(o.window))
-	msg.Header.Set(HeaderKeepalive, strconv.FormatInt(clientKeepalive.Milliseconds(), 10))
+	// Keepalives come often enough that a slow generator never looks idle.
+	keepalive := max(min(clientKeepalive, o.idle/3), time.Millisecond)
+	msg.Header.Set(HeaderKeepalive, strconv.FormatInt(keepalive.Milliseconds(), 10))
 	msg.Header.Set(HeaderIdleTimeout, strconv.FormatInt(o.idle.Milliseconds(), 10))
 	if dl, ok := ctx.Deadline(); ok {
 		msg.Header.Set(HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))

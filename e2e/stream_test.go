@@ -209,3 +209,33 @@ func TestStreamUnknownPool(t *testing.T) {
 		t.Fatalf("ExecuteStream(nope) error = %v, want pool_not_found", err)
 	}
 }
+
+// A generator slower than the reader's idle timeout is kept alive by
+// keepalives; the same stream without them is taken as dead.
+func TestStreamKeepalive(t *testing.T) {
+	f := startFleet(t, testPool("default", 1))
+	args := map[string]int{"sections": 2, "delay_ms": 900}
+	var got int
+	err := f.client.ExecuteStream(t.Context(), "default", "generate_report", args,
+		func(*dispatch.Chunk) error { got++; return nil }, dispatch.WithIdleTimeout(400*time.Millisecond))
+	if err != nil || got != 2 {
+		t.Fatalf("slow stream with keepalives = %v after %d chunks, want nil after 2", err, got)
+	}
+
+	// A raw reader that asks for no keepalives and waits 400 ms for each message.
+	inbox := f.nc.NewInbox()
+	sub, _ := f.nc.SubscribeSync(inbox)
+	defer sub.Unsubscribe()
+	req := nats.NewMsg("snakepit.default.stream.generate_report")
+	req.Reply = inbox
+	req.Data, _ = json.Marshal(args)
+	if err := f.nc.PublishMsg(req); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(5 * time.Second); err != nil || m.Header.Get(dispatch.HeaderSeq) != "1" {
+		t.Fatalf("first chunk: %v", err)
+	}
+	if m, err := sub.NextMsg(400 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("without keepalives the reader heard %v (%v) within 400ms, want silence", m, err)
+	}
+}
