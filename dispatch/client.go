@@ -286,3 +286,10 @@ func collectReports(ctx context.Context, sub *nats.Subscription, verb string, wa
 	}
 	return out, nil
 }
+
+// ExecuteInSession runs command in session: calls with the same session id go to
+// the same worker, which keeps the session's state.
+func (c *Client) ExecuteInSession(ctx context.Context, pool, session, command string, args any,
+	opts ...CallOption) (any, error) {
+	return c.Execute(ctx, pool, command, args, append(opts, WithSession(session))...)
+}

@@ -233,3 +233,9 @@ func (r *streamReader) cancel() {
 	_ = r.c.nc.PublishMsg(m)
 	_ = r.c.nc.Flush()
 }
+
+// ExecuteInSessionStream is ExecuteStream in session.
+func (c *Client) ExecuteInSessionStream(ctx context.Context, pool, session, command string, args any,
+	fn func(*Chunk) error, opts ...CallOption) error {
+	return c.ExecuteStream(ctx, pool, command, args, fn, append(opts, WithSession(session))...)
+}

@@ -152,6 +152,11 @@ func (k *KV) Update(ctx context.Context, key string, value []byte, rev uint64, t
 		opts = append(opts, natsjs.WithMsgTTL(ttl))
 	}
 	ack, err := k.js.PublishMsg(ctx, m, opts...)
+	if isWrongLastSequence(err) {
+		// nats.go's ErrKeyExists matches this code too; for an update it means
+		// another revision, not an existing key.
+		return 0, fmt.Errorf("update %s/%s at revision %d: %w: %w", k.bucket, key, rev, ErrRevisionMismatch, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("update %s/%s at revision %d: %w", k.bucket, key, rev, translate(err))
 	}
