@@ -60,7 +60,7 @@ func (a *Agent) Pools() []*Pool { return a.pools }
 // the errors joined.
 func (a *Agent) Start(ctx context.Context) error {
 	if killed := endLeftovers(a.stateDir, a.log); len(killed) > 0 {
-		a.log.Info().Ints("pids", killed).Msg("ended leftovers of a previous run")
+		a.log.Info().Ints(keyPIDs, killed).Msg("ended leftovers of a previous run")
 	}
 	errs := make([]error, len(a.pools))
 	var wg sync.WaitGroup

@@ -4,20 +4,13 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/snakepit-go/snakepit/schemas"
 )
 
 // DefaultCleanupTimeout is how long Cleanup lets workers finish what they run
 // before it terminates them (the reference's cleanup_timeout).
 const DefaultCleanupTimeout = 5 * time.Second
-
-// Ended is one worker process Cleanup ended.
-type Ended struct {
-	Pool, WorkerID string
-	PID            int
-	// InTime is false for a process that had not exited by the deadline and
-	// was terminated (SIGTERM, then SIGKILL).
-	InTime bool
-}
 
 // whyCleanup is why a worker is started after Cleanup.
 const whyCleanup = "cleanup"
@@ -25,7 +18,7 @@ const whyCleanup = "cleanup"
 // cleanupRequest asks a unit's supervisor to end its processes by deadline.
 type cleanupRequest struct {
 	deadline time.Time
-	reply    chan []Ended // capacity 1
+	reply    chan []*schemas.EndedWorker // capacity 1
 }
 
 // Cleanup ends every worker process of every pool: each is asked to exit
@@ -34,9 +27,9 @@ type cleanupRequest struct {
 // with it. The pools take the ended workers out of service at once and start
 // fresh processes in their place, so the agent keeps serving; queued requests
 // wait for the fresh workers. It returns once every process ended.
-func (a *Agent) Cleanup(ctx context.Context, timeout time.Duration) []Ended {
+func (a *Agent) Cleanup(ctx context.Context, timeout time.Duration) []*schemas.EndedWorker {
 	var mu sync.Mutex
-	var out []Ended
+	var out []*schemas.EndedWorker
 	var wg sync.WaitGroup
 	for _, p := range a.pools {
 		wg.Add(1)
@@ -53,14 +46,14 @@ func (a *Agent) Cleanup(ctx context.Context, timeout time.Duration) []Ended {
 }
 
 // Cleanup is Agent.Cleanup for one pool.
-func (p *Pool) Cleanup(ctx context.Context, timeout time.Duration) []Ended {
+func (p *Pool) Cleanup(ctx context.Context, timeout time.Duration) []*schemas.EndedWorker {
 	if timeout <= 0 {
 		timeout = DefaultCleanupTimeout
 	}
 	deadline := time.Now().Add(timeout)
 	var reqs []*cleanupRequest
 	for _, u := range p.units {
-		req := &cleanupRequest{deadline: deadline, reply: make(chan []Ended, 1)}
+		req := &cleanupRequest{deadline: deadline, reply: make(chan []*schemas.EndedWorker, 1)}
 		select {
 		case u.cleanups <- req:
 			reqs = append(reqs, req)
@@ -68,7 +61,7 @@ func (p *Pool) Cleanup(ctx context.Context, timeout time.Duration) []Ended {
 		case <-ctx.Done():
 		}
 	}
-	var out []Ended
+	var out []*schemas.EndedWorker
 	for _, req := range reqs {
 		select {
 		case ended := <-req.reply:
@@ -114,16 +107,18 @@ func (sv *supervisor) onCleanup(req *cleanupRequest) {
 }
 
 // endAll shuts the workers down by deadline, in parallel.
-func (sv *supervisor) endAll(targets []*worker, deadline time.Time) []Ended {
-	out := make([]Ended, len(targets))
+func (sv *supervisor) endAll(targets []*worker, deadline time.Time) []*schemas.EndedWorker {
+	out := make([]*schemas.EndedWorker, len(targets))
 	var wg sync.WaitGroup
 	for i, w := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			inTime := w.shutdown(sv.p.ctx, time.Until(deadline))
-			out[i] = Ended{Pool: sv.p.cfg.Name, WorkerID: w.id, PID: w.pid, InTime: inTime}
-			w.log.Info().Bool("in_time", inTime).Msg("cleanup ended worker")
+			out[i] = &schemas.EndedWorker{
+				Pool: sv.p.cfg.Name, WorkerId: w.id, Pid: int32(w.pid), InTime: inTime,
+			}
+			w.log.Info().Bool(keyInTime, inTime).Msg("cleanup ended worker")
 		}()
 	}
 	wg.Wait()

@@ -36,6 +36,9 @@ func (e *StartError) Error() string {
 	if e.Output != "" {
 		msg += "\nlast output:\n" + e.Output
 	}
+	if errors.Is(e.Err, ErrNotThreadSafe) {
+		return msg
+	}
 	return msg + "\nlikely causes: the adapter module is not importable (PYTHONPATH, adapter_env)," +
 		" the class name is wrong, its constructor raised, or the interpreter is older than 3.9"
 }

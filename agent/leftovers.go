@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // An agent keeps a record of every worker process it runs in its state dir
@@ -27,6 +28,10 @@ import (
 //     match the recorded start time exactly),
 //   - its environment names this state dir (stateDirEnv, which workers and
 //     what they start inherit).
+//
+// A process running under the recorded pid with another start time means the
+// pid was reused, which the kernel allows only once the old process group is
+// empty: such a record names nothing left.
 
 // stateDirEnv names the agent's state dir in every worker's environment.
 const stateDirEnv = "SNAKEPIT_AGENT_STATE_DIR"
@@ -128,24 +133,58 @@ func endLeftovers(stateDir string, log zerolog.Logger) []int {
 // endRecorded kills the live processes that belong to a recorded worker.
 func endRecorded(rec record, stateDir string, log zerolog.Logger) []int {
 	var killed []int
-	for _, pid := range groupMembers(rec, stateDir) {
-		err := syscall.Kill(pid, syscall.SIGKILL)
-		if err != nil && !errors.Is(err, syscall.ESRCH) {
-			log.Warn().Err(err).Int(keyPID, pid).Msg("cannot end leftover process")
+	for _, m := range groupMembers(rec, stateDir) {
+		err := killExactly(m)
+		if errors.Is(err, syscall.ESRCH) {
 			continue
 		}
-		killed = append(killed, pid)
-		log.Info().Int(keyPID, pid).Str(keyWorkerID, rec.WorkerID).
+		if err != nil {
+			log.Warn().Err(err).Int(keyPID, m.pid).Msg("cannot end leftover process")
+			continue
+		}
+		killed = append(killed, m.pid)
+		log.Info().Int(keyPID, m.pid).Str(keyWorkerID, rec.WorkerID).
 			Msg("ended leftover process of a previous run")
 	}
 	return killed
 }
 
+// member is a process found by its pid and start time.
+type member struct {
+	pid   int
+	start uint64
+}
+
+// killExactly sends SIGKILL to m and to no other process: through a pidfd
+// opened before the start time is checked again, so the pid cannot be reused in
+// between. Without pidfds (Linux before 5.3) it falls back to kill(2) after
+// the same check. A process already gone is ESRCH.
+func killExactly(m member) error {
+	fd, err := unix.PidfdOpen(m.pid, 0)
+	if err != nil && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	if st, serr := readStat(m.pid); serr != nil || st.start != m.start {
+		if err == nil {
+			unix.Close(fd)
+		}
+		return syscall.ESRCH
+	}
+	if err != nil {
+		return syscall.Kill(m.pid, syscall.SIGKILL)
+	}
+	defer unix.Close(fd)
+	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
 // groupMembers lists the processes that pass every check of the package
 // comment for rec.
-func groupMembers(rec record, stateDir string) []int {
+func groupMembers(rec record, stateDir string) []member {
+	if st, err := readStat(rec.PID); err == nil && st.start != rec.Start {
+		return nil
+	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var out []int
+	var out []member
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(filepath.Base(d))
 		if err != nil || pid == os.Getpid() {
@@ -155,11 +194,8 @@ func groupMembers(rec record, stateDir string) []int {
 		if err != nil || st.zombie || st.pgrp != rec.PID || st.start < rec.Start {
 			continue
 		}
-		if pid == rec.PID && st.start != rec.Start {
-			continue
-		}
 		if namesStateDir(pid, stateDir) {
-			out = append(out, pid)
+			out = append(out, member{pid: pid, start: st.start})
 		}
 	}
 	return out

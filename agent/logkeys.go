@@ -16,4 +16,8 @@ const (
 	keyDelayMs   = "delay_ms"
 	keyIncarn    = "incarnation"
 	keyElapsedMs = "elapsed_ms"
+	keyReplaced  = "replaced_pid"
+	keyInTime    = "in_time"
+	keyPIDs      = "pids"
+	keyOldServe  = "old_serving"
 )

@@ -22,6 +22,8 @@ func (p *Pool) Stats() *schemas.PoolStats {
 			st.Available++
 		case StateBusy:
 			st.Busy++
+		case StateCrashLoop:
+			st.CrashLooping++
 		}
 	}
 	return st
@@ -37,13 +39,13 @@ func (p *Pool) unitStateLocked(u *unit) string {
 	}
 	busy := false
 	for _, s := range u.slots {
-		if s.worker != u.worker {
-			continue
-		}
-		if !s.busy {
+		switch {
+		case !s.busy && s.worker == u.worker:
 			return StateReady
+		case s.busy && s.worker != nil:
+			// On the serving worker, or finishing on one being replaced.
+			busy = true
 		}
-		busy = true
 	}
 	if busy {
 		return StateBusy

@@ -150,7 +150,7 @@ func (sv *supervisor) onSpawned(r spawnResult) bool {
 }
 
 func logRecycled(old, w *worker, reason string) {
-	w.log.Info().Str(keyReason, reason).Int("replaced_pid", old.pid).
+	w.log.Info().Str(keyReason, reason).Int(keyReplaced, old.pid).
 		Msg("worker recycled: the replacement serves, the old worker finishes its requests and stops")
 }
 
@@ -167,16 +167,16 @@ func (sv *supervisor) spawnFailed(r spawnResult) bool {
 	dec := sv.policy.next(0, false)
 	p, u := sv.p, sv.u
 	p.mu.Lock()
-	serving := u.worker != nil
+	replacing, dry := u.worker != nil, u.dry
 	p.mu.Unlock()
-	if !serving {
+	if !replacing {
 		sv.noteRestart(dec, r.err)
 		sv.schedule(dec.delay, whyRestart)
 		return true
 	}
-	p.log.Warn().Err(r.err).Str(keyWorkerID, u.id).Str(keyReason, r.why).
-		Int64(keyDelayMs, dec.delay.Milliseconds()).
-		Msg("replacement worker failed to start; the current one keeps serving until the retry")
+	// The worker being replaced goes on serving unless it ran dry.
+	p.log.Warn().Err(r.err).Str(keyWorkerID, u.id).Str(keyReason, r.why).Bool(keyOldServe, !dry).
+		Int64(keyDelayMs, dec.delay.Milliseconds()).Msg("replacement worker failed to start; retrying")
 	sv.schedule(dec.delay, r.why)
 	return true
 }
@@ -242,7 +242,7 @@ func (sv *supervisor) onCrash(w *worker) {
 		return
 	}
 	if standby != nil {
-		standby.log.Info().Int("replaced_pid", w.pid).Msg("worker exited; its standby replacement took over")
+		standby.log.Info().Int(keyReplaced, w.pid).Msg("worker exited; its standby replacement took over")
 		sv.armTTL()
 		return
 	}

@@ -174,9 +174,10 @@ func (c *Config) poolDefaults(name string) Pool {
 	}
 }
 
-// Concurrency is how many requests one worker of the pool runs at once.
+// Concurrency is the most requests one worker of the pool is offered at once:
+// threads_per_worker in the thread profile, else 1. capacity_strategy may lower
+// it per worker once its handshake says whether the adapter is thread safe.
 func (p *Pool) Concurrency() int {
-	// TODO(#5): let capacity_strategy (pool, profile, hybrid) shape this number.
 	if p.WorkerProfile != ProfileThread {
 		return 1
 	}

@@ -109,7 +109,8 @@ func (s *Server) cleanup(timeout time.Duration) *schemas.CleanupReport {
 // when zero), and returns each agent's report. The agents start fresh workers
 // in their place. It fails when no agent (or not agentID) answers the roll
 // call, and reports the agents that did not answer the cleanup in time.
-func (c *Client) Cleanup(ctx context.Context, agentID string, timeout time.Duration) ([]*schemas.CleanupReport, error) {
+func (c *Client) Cleanup(ctx context.Context, agentID string,
+	timeout time.Duration) ([]*schemas.CleanupReport, error) {
 	if timeout <= 0 {
 		timeout = DefaultCleanupTimeout
 	}
@@ -152,7 +153,8 @@ func (c *Client) rollCall(ctx context.Context, agentID string) (map[string]bool,
 }
 
 // collectCleanups reads answers until every wanted agent answered or ctx ends.
-func collectCleanups(ctx context.Context, sub *nats.Subscription, want map[string]bool) ([]*schemas.CleanupReport, error) {
+func collectCleanups(ctx context.Context, sub *nats.Subscription,
+	want map[string]bool) ([]*schemas.CleanupReport, error) {
 	var out []*schemas.CleanupReport
 	for len(want) > 0 {
 		m, err := sub.NextMsgWithContext(ctx)

@@ -96,8 +96,8 @@ func (c *Client) notReady(ctx context.Context, want []string) ([]NotReady, error
 }
 
 func isNoAgent(err error) bool {
-	return errors.Is(err, &Error{Category: schemas.CategoryPool, Reason: schemas.ReasonPoolNotFound}) ||
-		errors.Is(err, context.DeadlineExceeded)
+	noAgent := &Error{Category: schemas.CategoryPool, Reason: schemas.ReasonPoolNotFound}
+	return errors.Is(err, noAgent) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func notReadyError(missing []NotReady, want []string) error {

@@ -83,7 +83,8 @@ type endedJSON struct {
 func (e *env) printCleanupJSON(reports []*schemas.CleanupReport) {
 	out := []cleanupJSON{}
 	for _, r := range reports {
-		cj := cleanupJSON{Agent: r.AgentId, Result: r.Result, Timeout: []endedJSON{}, Ended: []endedJSON{}}
+		cj := cleanupJSON{Agent: r.AgentId, Result: r.Result}
+		cj.Timeout, cj.Ended = []endedJSON{}, []endedJSON{}
 		for _, w := range r.Ended {
 			ej := endedJSON{Worker: w.WorkerId, Pool: w.Pool, PID: w.Pid}
 			cj.Ended = append(cj.Ended, ej)
