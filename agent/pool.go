@@ -276,6 +276,7 @@ func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request, q *list.
 	if p.queuedLocked() >= p.cfg.MaxQueueSize {
 		p.stats.saturated++
 		p.mu.Unlock()
+		emitPool(EventPoolSaturated, p.cfg.Name)
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
@@ -354,6 +355,7 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 	case expired(req.Deadline):
 		return nil, deadlineError(req)
 	}
+	emitPool(EventQueueTimeout, p.cfg.Name)
 	return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonQueueTimeout,
 		"no worker of pool %s became free within %v", p.cfg.Name, wait)
 }

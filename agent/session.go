@@ -12,7 +12,7 @@ import (
 // r.NeedBind when the lease must move to that worker.
 func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request, r *schemas.SessionRoute) (*slot, error, bool) {
 	p.mu.Lock()
-	s := p.slotByIDLocked(r.WorkerID)
+	s := p.leasedSlotLocked(r.WorkerID)
 	if p.stopping {
 		p.mu.Unlock()
 		return nil, stoppingError(p.cfg.Name), true
@@ -47,6 +47,24 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request, r *schem
 	}
 	p.mu.Unlock()
 	return nil, nil, false
+}
+
+// leasedSlotLocked returns a slot of the worker named id: an idle one if there is
+// one (a thread-profile worker has several slots under one id), else the first.
+func (p *Pool) leasedSlotLocked(id string) *slot {
+	var first *slot
+	for _, s := range p.slots {
+		if s.id != id {
+			continue
+		}
+		if !s.busy && s.idleElem != nil {
+			return s
+		}
+		if first == nil {
+			first = s
+		}
+	}
+	return first
 }
 
 func (p *Pool) slotByIDLocked(id string) *slot {

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"github.com/snakepit-go/snakepit/telemetry"
+
 	"sync"
 	"time"
 )
@@ -125,6 +127,7 @@ func (sv *supervisor) onSpawned(r spawnResult) bool {
 	w := r.w
 	w.log.Info().Uint32(keyIncarn, w.incarnation).Str("python", w.hello.Python).
 		Str(keyReason, r.why).Msg("worker started")
+	emitWorker(EventWorkerStarted, sv.p.cfg.Name, w, map[string]any{"reason": r.why})
 	sv.watch(w)
 	if sv.first != nil {
 		sv.first <- nil
@@ -142,6 +145,7 @@ func (sv *supervisor) onSpawned(r spawnResult) bool {
 		old := p.installLocked(u, w, nil)
 		p.stats.recycles++
 		logRecycled(old, w, r.why)
+		defer emitWorker(EventWorkerRecycled, p.cfg.Name, w, map[string]any{"reason": r.why, "replaced_pid": old.pid})
 	}
 	p.mu.Unlock()
 	sv.armTTL()
@@ -382,6 +386,9 @@ func (sv *supervisor) noteRestart(dec restartDecision, startErr error) {
 	}
 	ev.Str(keyWorkerID, u.id).Str(keyReason, dec.reason).Int(keyAttempt, sv.attempt).
 		Int64(keyDelayMs, dec.delay.Milliseconds()).Msg("restarting worker")
+	telemetry.Emit(EventWorkerRestarting, map[string]float64{"delay_ms": float64(dec.delay.Milliseconds())},
+		map[string]any{"pool": p.cfg.Name, "worker_id": u.id, "reason": dec.reason, "attempt": sv.attempt,
+			"crash_loop": dec.crashLoop})
 }
 
 // stop shuts down every process of the unit, bounded by the pool's hard stop.

@@ -36,6 +36,7 @@ type hello struct {
 // process exits; a slot replaces it with a new worker.
 type worker struct {
 	id          string
+	pool        string
 	incarnation uint32
 	pid         int
 	started     time.Time
@@ -76,7 +77,7 @@ func spawn(ctx context.Context, s *spec, incarnation uint32, log zerolog.Logger)
 		return nil, err
 	}
 	w := &worker{
-		id: s.workerID, incarnation: incarnation, pid: proc.cmd.Process.Pid,
+		id: s.workerID, pool: s.pool.Name, incarnation: incarnation, pid: proc.cmd.Process.Pid,
 		started: time.Now(), proc: proc,
 		exited: make(chan struct{}), readDone: make(chan struct{}),
 		pongCh: make(chan uint64, 1),
@@ -266,6 +267,7 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 		ev = w.log.Warn()
 	}
 	ev.Int(keyExitCode, code).Str(keySignal, sig).Bool("expected", expected).Msg("worker exited")
+	emitWorker(EventWorkerExited, w.pool, w, map[string]any{"exit_code": code, "signal": sig, "expected": expected})
 	close(w.exited)
 }
 
