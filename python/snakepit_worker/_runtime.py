@@ -19,14 +19,17 @@ SHUTDOWN whose running requests have all finished (exit 0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import inspect
 import logging
 import os
 import platform
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import (Any, Callable, ContextManager, Dict, List, Optional,
+                    Tuple)
 
 from . import _errors, _frames, _json
 from ._adapter import BindError, Command, Context, commands_of
@@ -49,6 +52,9 @@ EXIT_USAGE = 2
 EXIT_ADAPTER = 3
 #: The agent sent a frame that breaks the layout.
 EXIT_PROTOCOL = 4
+
+#: How often the standby reader checks whether the read role is free.
+STANDBY_POLL = 0.02
 
 #: Chunks a stream may have unacknowledged when REQUEST has no window.
 DEFAULT_WINDOW = 32
@@ -137,6 +143,11 @@ class Worker:
         self._executor = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="snakepit-exec")
         self._local = threading.local()
+        # With one thread, requests run one at a time whether a reader runs
+        # them inline or the executor does.
+        self._one_at_a_time: ContextManager[Any] = contextlib.nullcontext()
+        if threads == 1:
+            self._one_at_a_time = threading.Lock()
 
         # _write_lock serializes frames on out-fd; _broken is set under it.
         self._write_lock = threading.Lock()
@@ -178,9 +189,18 @@ class Worker:
             self._send(_frames.HELLO, 0, self.hello_meta())
         except _PipeClosed:
             return self._exit if self._exit is not None else EXIT_OK
-        reader = threading.Thread(
-            target=self._read_loop, name="snakepit-reader", daemon=True)
-        reader.start()
+        self._reader = FrameReader(self._in_fd)
+        self._read_role = threading.Lock()
+        # Two readers take turns when requests run one at a time: the one
+        # holding the read role runs a short request itself, sparing a thread
+        # hand-off, and the other takes over reading (PING, CANCEL) if the
+        # request takes longer than STANDBY_POLL.
+        names = ["snakepit-reader"]
+        if self._threads == 1:
+            names.append("snakepit-standby")
+        for name in names:
+            threading.Thread(target=self._take_turns, name=name,
+                             daemon=True).start()
         with self._state:
             while self._exit is None and not (
                     self._closing and self._busy == 0):
@@ -212,16 +232,38 @@ class Worker:
 
     # ---- reading ---------------------------------------------------
 
-    def _read_loop(self) -> None:
-        reader = FrameReader(self._in_fd)
+    def _take_turns(self) -> None:
+        """Hold the read role whenever it is free, until reading ends.
+
+        Polling, not blocking on the lock, keeps a short inline request
+        from waking this thread: only one longer than STANDBY_POLL does.
+        """
+        while self._exit is None:
+            if not self._read_role.acquire(blocking=False):
+                time.sleep(STANDBY_POLL)
+                continue
+            if self._read_loop():
+                return
+
+    def _read_loop(self) -> bool:
+        """Read and dispatch frames while holding the read role.
+
+        Returns True when reading is over for good, and False when the role
+        passed to the other thread while this one ran a request.
+        """
         try:
             while True:
-                frame = reader.read()
+                frame = self._reader.read()
                 if frame is None:
                     log.info("frame pipe closed by the agent; exiting")
                     self._stop(EXIT_OK)
-                    return
-                self._dispatch(frame)
+                    return True
+                inline = self._dispatch(frame)
+                if inline is not None:
+                    self._read_role.release()
+                    self._serve(inline)
+                    if not self._read_role.acquire(blocking=False):
+                        return False
         except FrameError as exc:
             log.error("bad frame from the agent, closing: %s", exc)
             self._stop(EXIT_PROTOCOL)
@@ -230,14 +272,16 @@ class Worker:
         except BaseException:
             log.exception("frame reader failed")
             self._stop(EXIT_INTERNAL)
+        return True
 
-    def _dispatch(self, frame: Frame) -> None:
+    def _dispatch(self, frame: Frame) -> Optional["_Request"]:
+        """Handle a frame; a request to run on this thread is returned."""
         handler = self._handlers.get(frame.kind)
         if handler is None:
             log.warning("ignored %s frame id %d: not meant for a worker",
                         frame.kind_name, frame.id)
-            return
-        handler(self, frame)
+            return None
+        return handler(self, frame)
 
     def _on_ping(self, frame: Frame) -> None:
         meta = {"seq": frame.meta["seq"]} if "seq" in frame.meta else None
@@ -298,22 +342,26 @@ class Worker:
 
     # ---- requests --------------------------------------------------
 
-    def _on_request(self, frame: Frame) -> None:
+    def _on_request(self, frame: Frame) -> Optional["_Request"]:
         meta = frame.meta
         name = meta.get("command")
         if not isinstance(name, str):
             body = _errors.bad_arguments("", "REQUEST meta has no command")
             self._send(_frames.ERROR, frame.id, body)
-            return
+            return None
         refusal = self._refusal(frame.id, name)
         if refusal is not None:
             self._send(_frames.ERROR, frame.id, refusal)
-            return
+            return None
         req = self._new_request(frame, self._commands[name])
         with self._state:
             self._requests[frame.id] = req
             self._busy += 1
+            alone = self._busy == 1
+        if self._threads == 1 and alone and not req.stream:
+            return req
         self._executor.submit(self._serve, req)
+        return None
 
     def _refusal(self, frame_id: int,
                  name: str) -> Optional[_errors.ErrorBody]:
@@ -371,7 +419,11 @@ class Worker:
         return state
 
     def _serve(self, req: _Request) -> None:
-        """Executor entry: run req and write its last frame."""
+        """Run req and write its last frame, on a reader or the executor."""
+        with self._one_at_a_time:
+            self._serve_now(req)
+
+    def _serve_now(self, req: _Request) -> None:
         try:
             outcome: Optional[Outcome] = self._run(req)
         except _PipeClosed:
@@ -589,7 +641,8 @@ class Worker:
                 self._stop(EXIT_OK if gone else EXIT_INTERNAL)
                 raise _PipeClosed() from exc
 
-    _handlers: Dict[int, Callable[["Worker", Frame], None]] = {
+    _handlers: Dict[int, Callable[["Worker", Frame],
+                                  Optional["_Request"]]] = {
         _frames.PING: _on_ping,
         _frames.REQUEST: _on_request,
         _frames.CANCEL: _on_cancel,
