@@ -138,17 +138,21 @@ func (s *Server) publishCapacity(ctx context.Context, p Pool, pc *peerCapacity) 
 	defer t.Stop()
 	var last *schemas.Capacity
 	for {
+		// Alone, changes matter to nobody: only the refresh goes out, so peers
+		// can find this agent, and the request path wakes no goroutine here.
+		var changed <-chan struct{}
+		if !pc.empty() {
+			changed = p.CapacityChanged()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.CapacityChanged():
+		case <-changed:
 		case <-t.C:
 			last = nil
 		}
 		c := p.Capacity()
-		// Alone, only the refresh goes out, so peers can find this agent; with
-		// peers every change does, since they route by the counts.
-		if last != nil && (pc.empty() || sameCounts(last, c)) {
+		if last != nil && sameCounts(last, c) {
 			continue
 		}
 		last = c

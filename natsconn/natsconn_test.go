@@ -164,7 +164,8 @@ func TestTLS(t *testing.T) {
 		{"server TLS, right CA", plain, Flags{CA: caFile}, true},
 		{"server TLS, wrong CA", plain, Flags{CA: otherFile}, false},
 		{"server TLS, no CA", plain, Flags{}, false},
-		{"mutual TLS with a client certificate", mutual, Flags{CA: caFile, Cert: cliCert, Key: cliKey}, true},
+		{"mutual TLS with a client certificate", mutual,
+			Flags{CA: caFile, Cert: cliCert, Key: cliKey}, true},
 		{"mutual TLS without a client certificate", mutual, Flags{CA: caFile}, false},
 		{"mutual TLS with a stranger's certificate", mutual,
 			Flags{CA: caFile, Cert: strangerCert, Key: strangerKey}, false},
@@ -234,7 +235,8 @@ func TestRegisterAndEnvironment(t *testing.T) {
 	if err := fs.Parse([]string{"--nats-user", "bob", "--inbox-prefix", "_INBOX_bob"}); err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	if r := f.resolved(); r.User != "bob" || r.Password != "from-env" || r.InboxPrefix != "_INBOX_bob" {
+	r := f.resolved()
+	if r.User != "bob" || r.Password != "from-env" || r.InboxPrefix != "_INBOX_bob" {
 		t.Fatalf("resolved() = %+v, want user bob, password from the environment", r)
 	}
 	var usage bytes.Buffer
