@@ -224,6 +224,9 @@ func transportError(pool, command string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return schemas.NewError(schemas.CategoryTimeout, schemas.ReasonRequestTimeout,
 			"no reply from pool %q for %q before the deadline", pool, command)
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonPermissionDenied,
+			"the server does not let this client call pool %q command %q: %v", pool, command, err)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonPayloadTooLarge,
 			"request for %q exceeds the server's max payload", command)

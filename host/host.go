@@ -134,6 +134,13 @@ func (h *Host) connect() error {
 				h.log.Warn().AnErr("error", err).Msg("nats disconnected")
 			}
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := h.log.Warn().AnErr("error", err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("nats error")
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			h.log.Info().Str("nats_url", nc.ConnectedUrlRedacted()).Msg("nats reconnected")
 			go h.reprovision()

@@ -62,6 +62,7 @@ const (
 	ReasonSessionUnavailable = "session_worker_unavailable"
 	ReasonCancelled          = "cancelled"
 	ReasonRequestTimeout     = "request_timeout"
+	ReasonPermissionDenied   = "permission_denied"
 )
 
 // Error is the public error body of a failed call: the same shape on the wire
