@@ -18,7 +18,6 @@ SHUTDOWN whose running requests have all finished (exit 0).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import inspect
@@ -28,8 +27,13 @@ import platform
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import (Any, Callable, ContextManager, Dict, List, Optional,
-                    Tuple)
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict,
+                    List, Optional, Tuple)
+
+if TYPE_CHECKING:
+    # Imported when an async command first runs: asyncio is a fifth of the
+    # worker's start-up.
+    import asyncio
 
 from . import _errors, _frames, _json
 from ._adapter import BindError, Command, Context, commands_of
@@ -495,6 +499,8 @@ class Worker:
         loop: Optional[asyncio.AbstractEventLoop] = getattr(
             self._local, "loop", None)
         if loop is None:
+            import asyncio
+
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._local.loop = loop
