@@ -15,7 +15,8 @@ SHOWCASE_COMMANDS = [
     "args", "batch_inference", "compute", "crash", "echo", "env", "fail",
     "fail_after", "finalize", "generate_report", "hang", "infinite_stream",
     "initialize", "long_running_task", "ping", "process", "process_batch",
-    "sleep_release", "spawn_child", "stream_bytes", "write_output",
+    "sleep_release", "spawn_child", "stream_blob", "stream_bytes",
+    "write_output",
 ]
 
 

@@ -162,6 +162,14 @@ class ShapesTest(StreamCase):
         self.assertEqual(error["message"], "failed after 3 chunks")
         self.assertEqual(error["details"]["type"], "ValueError")
 
+    def test_blob_chunks(self) -> None:
+        self.worker.request(1, "stream_blob", {"count": 3, "size": 1000},
+                            stream=True, window=2)
+        frames = self.chunks_until_end(self.worker, 1)
+        self.assertEqual(frames[-1].meta, {"chunks": 3})
+        self.assertTrue(all(f.raw and f.body == bytes(1000)
+                            for f in frames[:3]))
+
     def test_raw_chunks(self) -> None:
         self.worker.request(1, "stream_bytes", {"count": 3, "size": 100000},
                             stream=True, window=2)

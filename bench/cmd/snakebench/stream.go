@@ -28,7 +28,8 @@ type streamResult struct {
 	AdapterMsPerChunk float64 `json:"adapter_ms_per_chunk,omitempty"`
 }
 
-// measureStream streams n chunks of size bytes from the showcase's stream_bytes
+// measureStream streams n chunks of size bytes from the showcase's stream_blob
+// (one prebuilt block, no work per chunk in the adapter, as the floor has none)
 // through the Go client. An agent without streaming is reported, not failed.
 func measureStream(ctx context.Context, c *dispatch.Client, pool string,
 	n, size int) streamResult {
@@ -42,7 +43,7 @@ func measureStream(ctx context.Context, c *dispatch.Client, pool string,
 	}
 	args := map[string]int{"count": n, "size": size}
 	began := time.Now()
-	err := c.ExecuteStream(ctx, pool, "stream_bytes", args, count,
+	err := c.ExecuteStream(ctx, pool, "stream_blob", args, count,
 		dispatch.WithTimeout(time.Minute), dispatch.WithWindow(streamWindow))
 	elapsed := time.Since(began).Seconds()
 	var e *dispatch.Error
@@ -50,9 +51,9 @@ func measureStream(ctx context.Context, c *dispatch.Client, pool string,
 	case errors.As(err, &e) && e.Reason == schemas.ReasonPoolNotFound:
 		return streamResult{Why: "not yet implemented: " + e.Message}
 	case err != nil:
-		return streamResult{Why: fmt.Sprintf("stream stream_bytes failed: %v", err)}
+		return streamResult{Why: fmt.Sprintf("stream stream_blob failed: %v", err)}
 	case chunks != n:
-		return streamResult{Why: fmt.Sprintf("stream stream_bytes: %d of %d chunks", chunks, n)}
+		return streamResult{Why: fmt.Sprintf("stream stream_blob: %d of %d chunks", chunks, n)}
 	}
 	return streamResult{
 		Measured: true, Chunks: chunks,

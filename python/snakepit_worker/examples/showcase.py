@@ -276,6 +276,17 @@ class Showcase(Adapter):
         yield {"sha256": digest.hexdigest(), "bytes": total}
 
     @command
+    def stream_blob(self, ctx: Context, count: int = 4,
+                    size: int = 262144) -> Iterator[bytes]:
+        """count chunks of one prebuilt block: streaming with no work per
+        chunk, to measure the transport alone."""
+        if not 0 <= size <= 32 * 1024 * 1024:
+            raise ValueError("size must be between 0 and 32 MiB")
+        block = bytes(int(size))
+        for _ in range(int(count)):
+            yield block
+
+    @command
     def infinite_stream(self, ctx: Context,
                         delay_ms: Number = 0) -> Iterator[Dict[str, Any]]:
         """Counts until closed; the finally block logs the close."""
