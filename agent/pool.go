@@ -123,6 +123,10 @@ func (p *Pool) Config() config.Pool { return p.cfg }
 // worker fails its first start, Start stops the pool and returns that error.
 func (p *Pool) Start(ctx context.Context) error {
 	began := time.Now()
+	if exe := resolveInterpreter(ctx, p.cfg.Python); exe != p.cfg.Python {
+		p.log.Info().Str("python", p.cfg.Python).Str("executable", exe).Msg("python resolved")
+		p.cfg.Python = exe
+	}
 	results := make(chan error, len(p.units))
 	for i, u := range p.units {
 		if i > 0 && i%p.cfg.StartupBatchSize == 0 && !sleepCtx(ctx, p.cfg.StartupBatchDelay) {
