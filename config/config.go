@@ -53,7 +53,8 @@ type Config struct {
 	PoolQueueTimeout time.Duration
 	// PoolMaxQueueSize is how many requests may wait per pool. Default 1000.
 	PoolMaxQueueSize int
-	// WorkerHealthCheckTimeout bounds one heartbeat answer. Default 5 s.
+	// WorkerHealthCheckTimeout is the reference's grpc_worker_health_check_timeout_ms,
+	// accepted for compatibility; heartbeats use Heartbeat.Timeout. Default 5 s.
 	WorkerHealthCheckTimeout time.Duration
 	// LogLevel is debug, info, warning or error. Default info.
 	LogLevel string
