@@ -346,18 +346,18 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 		return nil, stoppingError(p.cfg.Name)
 	}
 	p.takeWaiterLocked(wt.elem)
-	if cause == nil {
+	if cause == nil && !expired(req.Deadline) {
 		p.stats.queueTimeouts++
 	}
 	p.mu.Unlock()
 	switch {
 	case errors.Is(cause, ErrPoolStopped):
 		return nil, stoppingError(p.cfg.Name)
+	case expired(req.Deadline):
+		return nil, deadlineError(req)
 	case cause != nil:
 		return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonCancelled,
 			"request %s cancelled while queued: %v", req.RequestID, cause)
-	case expired(req.Deadline):
-		return nil, deadlineError(req)
 	}
 	emitPool(EventQueueTimeout, p.cfg.Name)
 	return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonQueueTimeout,

@@ -257,8 +257,14 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	}
 	code, sig := exitDescription(w.proc.cmd.ProcessState)
 	w.exitErr = crashError(w.id, code, sig, err)
-	if hung != "" {
+	switch {
+	case hung != "":
 		w.exitErr = hungError(w.id, hung)
+	case expected:
+		// Stopped on purpose (shutdown, recycle, cleanup) before a request it
+		// was running could finish: not a crash.
+		w.exitErr = schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolStopping,
+			"worker %s was stopped before the request finished", w.id).WithDetail("worker_id", w.id)
 	}
 	w.closePipes(drains)
 	w.failCalls()

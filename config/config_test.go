@@ -95,7 +95,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad affinity", "pools: [{name: a, affinity: sticky}]", "pools[0].affinity"},
 		{"bad log level", "log_level: loud", "log_level"},
 		{"zero queue timeout", "pool_queue_timeout: 0", "pool_queue_timeout"},
-		{"wrong type", "pool_size: many", "many"},
+		{"wrong type", "pool_size: many", "pool_size: cannot unmarshal"},
+		{"wrong type in a pool", "pools:\n  - name: a\n    pool_size: two", "pools[0].pool_size: cannot unmarshal"},
+		{"fraction for an integer", "pool_max_queue_size: 2.5", "pool_max_queue_size"},
 		{"both forms", "pool_config: {pool_size: 1}\npools: [{name: a}]", "pool_config"},
 	}
 	for _, tc := range cases {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,7 +87,10 @@ func Parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&g); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlMessage(err))
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, nameKeys(data, yamlMessage(err)))
+	}
+	if err := checkIntegers(data); err != nil {
+		return nil, err
 	}
 	c := &Config{PoolingEnabled: true}
 	c.applyGlobalDefaults()
@@ -109,6 +113,96 @@ func yamlMessage(err error) string {
 }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+var yamlLineRef = regexp.MustCompile(`line (\d+): `)
+
+// nameKeys puts the key written on each "line N:" of a decoder message in front
+// of it, so a type error says which option was wrong, not only where.
+func nameKeys(data []byte, msg string) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return msg
+	}
+	keys := map[int]string{}
+	collectKeys(&root, "", keys)
+	return yamlLineRef.ReplaceAllStringFunc(msg, func(m string) string {
+		line, _ := strconv.Atoi(yamlLineRef.FindStringSubmatch(m)[1])
+		if k, ok := keys[line]; ok {
+			return m + k + ": "
+		}
+		return m
+	})
+}
+
+// integerKeys are the options that take whole numbers; the decoder would
+// truncate 2.5 to 2 without a word.
+var integerKeys = map[string]bool{
+	"pool_size": true, "pool_startup_timeout": true, "pool_queue_timeout": true,
+	"pool_max_queue_size": true, "worker_health_check_timeout_ms": true,
+	"startup_batch_size": true, "startup_batch_delay_ms": true, "max_workers": true,
+	"threads_per_worker": true, "session_ttl": true, "shutdown_grace_ms": true,
+	"ping_interval_ms": true, "timeout_ms": true, "max_missed_heartbeats": true,
+	"initial_delay_ms": true, "value": true, "worker_max_requests": true,
+}
+
+// checkIntegers refuses a fraction where an option takes a whole number.
+func checkIntegers(data []byte) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return nil
+	}
+	keys := map[int]string{}
+	collectKeys(&root, "", keys)
+	var bad error
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if bad == nil && integerKeys[k.Value] && v.Kind == yaml.ScalarNode && v.Tag == "!!float" {
+					bad = fmt.Errorf("%w: line %d: %s: want a whole number, got %s",
+						ErrInvalid, v.Line, keys[v.Line], v.Value)
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	return bad
+}
+
+// collectKeys maps the line of every scalar value to its key path, like
+// pools[1].pool_size.
+func collectKeys(n *yaml.Node, path string, keys map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			collectKeys(c, path, keys)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if v.Kind == yaml.ScalarNode {
+				keys[v.Line] = p
+			}
+			collectKeys(v, p, keys)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if c.Kind == yaml.ScalarNode {
+				keys[c.Line] = p
+			}
+			collectKeys(c, p, keys)
+		}
+	}
+}
 
 func (c *Config) applyGlobals(g *fileGlobal) error {
 	setBool(&c.PoolingEnabled, g.PoolingEnabled)

@@ -96,6 +96,13 @@ func (pc *peerCapacity) empty() bool {
 	return len(pc.peers) == 0
 }
 
+// forget drops a peer that turned out to be gone.
+func (pc *peerCapacity) forget(agentID string) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	delete(pc.peers, agentID)
+}
+
 // freeWorkers is the idle workers the peers reported, in total.
 func (pc *peerCapacity) freeWorkers(now time.Time) int {
 	pc.mu.Lock()
@@ -188,7 +195,7 @@ func (s *Server) announceDraining() {
 // placeElsewhere forwards a request to a peer with a free worker when this agent
 // has none (or, with its queue full, to one with room). It reports whether it did.
 func (s *Server) placeElsewhere(p Pool, pc *peerCapacity, m *nats.Msg, req *schemas.Request,
-	stream bool, hops int) bool {
+	stream bool) bool {
 	if pc.empty() {
 		return false
 	}
@@ -201,13 +208,13 @@ func (s *Server) placeElsewhere(p Pool, pc *peerCapacity, m *nats.Msg, req *sche
 	if target == "" && local.Room == 0 {
 		target = pc.pick(true, now)
 	}
-	return target != "" && s.forward(m, p.Name(), target, req.Command, stream, hops) == nil
+	return target != "" && s.forwardTo(pc, m, p.Name(), target, req, stream)
 }
 
 // placeRerouted sends a request the pool handed back to a peer with a free
 // worker; it reports false when none is left, and the request runs here.
 func (s *Server) placeRerouted(p Pool, pc *peerCapacity, m *nats.Msg, req *schemas.Request,
-	stream bool, hops int) bool {
+	stream bool) bool {
 	target := pc.pick(false, time.Now())
-	return target != "" && s.forward(m, p.Name(), target, req.Command, stream, hops) == nil
+	return target != "" && s.forwardTo(pc, m, p.Name(), target, req, stream)
 }

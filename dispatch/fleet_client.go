@@ -2,9 +2,11 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/snakepit-go/snakepit/jetstream"
@@ -37,6 +39,9 @@ func (c *Client) Drain(ctx context.Context, agentID string) error {
 	ctx, cancel := callContext(ctx, 0)
 	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, c.subj.AgentControl(agentID, "drain"), nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("drain agent %s: no such agent is running: %w", agentID, ErrRefused)
+	}
 	if err != nil {
 		return fmt.Errorf("drain agent %s: %w", agentID, transportError("", "drain", err))
 	}

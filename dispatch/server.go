@@ -69,6 +69,11 @@ type Server struct {
 	ackSubs  []*nats.Subscription
 	streams  map[string]*serverStream
 	peers    map[string]*peerCapacity // by pool
+	// runID names this run of the agent in the leases it writes.
+	runID string
+	// suspects are agents whose direct subject had no responders, by the time
+	// they were found so; they count as gone until the registry catches up.
+	suspects map[string]time.Time
 	inflight sync.WaitGroup
 	bg       sync.WaitGroup // capacity publishers
 	control  *control
@@ -83,9 +88,9 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 		opts.Version = Version
 	}
 	s := &Server{
-		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools,
+		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools, runID: nuid.Next(),
 		log: opts.Log, started: time.Now(), streams: map[string]*serverStream{},
-		peers: map[string]*peerCapacity{},
+		peers: map[string]*peerCapacity{}, suspects: map[string]time.Time{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -159,7 +164,9 @@ func (s *Server) StopIntake() {
 	for _, sub := range subs {
 		_ = sub.Unsubscribe()
 	}
-	_ = s.nc.Flush()
+	if s.nc.IsConnected() {
+		_ = s.nc.FlushTimeout(time.Second)
+	}
 }
 
 // Wait blocks until every received request has been answered or ctx ends, then
@@ -243,19 +250,22 @@ func decodeRequest(m *nats.Msg, received time.Time) (*schemas.Request, error) {
 	if err := decodeSession(req, h); err != nil {
 		return req, err
 	}
+	if err := decodeRouting(req, h); err != nil {
+		return req, err
+	}
 	if v := h.Get(HeaderTimeout); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms <= 0 {
+		if err != nil || ms <= 0 || ms > maxTimeoutMs {
 			return req, schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
-				"%s: want a positive number of milliseconds, got %q", HeaderTimeout, v)
+				"%s: want 1 to %d milliseconds, got %q", HeaderTimeout, maxTimeoutMs, v)
 		}
 		req.Deadline = received.Add(time.Duration(ms) * time.Millisecond)
 	}
 	if v := h.Get(HeaderQueueTimeout); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms <= 0 {
+		if err != nil || ms <= 0 || ms > maxTimeoutMs {
 			return req, schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
-				"%s: want a positive number of milliseconds, got %q", HeaderQueueTimeout, v)
+				"%s: want 1 to %d milliseconds, got %q", HeaderQueueTimeout, maxTimeoutMs, v)
 		}
 		req.QueueTimeout = time.Duration(ms) * time.Millisecond
 	}
@@ -276,6 +286,28 @@ func decodeSession(req *schemas.Request, h nats.Header) error {
 			"%s: want 1 to %d bytes of UTF-8, got %d bytes", HeaderSession, sessions.MaxSessionID, len(vals[0]))
 	}
 	req.SessionID = vals[0]
+	return nil
+}
+
+// maxTimeoutMs is the longest timeout a request may ask for: a day.
+const maxTimeoutMs = 24 * 3600 * 1000
+
+// decodeRouting checks the affinity mode and the forwarding hop count.
+func decodeRouting(req *schemas.Request, h nats.Header) error {
+	switch mode := h.Get(HeaderAffinity); mode {
+	case "", config.AffinityHint, config.AffinityStrictQueue, config.AffinityStrictFailFast:
+	default:
+		return schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
+			"%s: want hint, strict_queue or strict_fail_fast, got %q", HeaderAffinity, mode)
+	}
+	if v := h.Get(HeaderForwarded); v != "" {
+		hops, err := strconv.Atoi(v)
+		if err != nil || hops < 1 || hops > maxHops {
+			return schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
+				"%s: want 1 to %d, got %q", HeaderForwarded, maxHops, v)
+		}
+		req.Hops = hops
+	}
 	return nil
 }
 
@@ -397,15 +429,14 @@ func (s *Server) placed(p Pool, m *nats.Msg, req *schemas.Request, direct, strea
 	s.mu.Lock()
 	pc := s.peers[p.Name()]
 	s.mu.Unlock()
-	hops, _ := strconv.Atoi(m.Header.Get(HeaderForwarded))
-	movable := pc != nil && !direct && hops < maxHops
-	if movable && s.placeElsewhere(p, pc, m, req, stream, hops) {
+	movable := pc != nil && !direct && req.Hops < maxHops
+	if movable && s.placeElsewhere(p, pc, m, req, stream) {
 		return true
 	}
 	req.Movable = movable
 	err := run()
 	if errors.Is(err, schemas.ErrElsewhere) {
-		if s.placeRerouted(p, pc, m, req, stream, hops) {
+		if s.placeRerouted(p, pc, m, req, stream) {
 			return true
 		}
 		req.Movable = false

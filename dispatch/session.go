@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,12 +12,6 @@ import (
 	"github.com/snakepit-go/snakepit/schemas"
 	"github.com/snakepit-go/snakepit/sessions"
 )
-
-// HeaderForwarded counts the hops of a session request forwarded between agents.
-const HeaderForwarded = "Snakepit-Forwarded"
-
-// maxHops bounds forwarding while two agents' copies of a lease disagree.
-const maxHops = 2
 
 // sessionCall is the routing of one session request on this agent.
 type sessionCall struct {
@@ -34,37 +27,40 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request, stream 
 	if mode == "" {
 		mode = cfg.Affinity
 	}
-	if mode != config.AffinityHint && mode != config.AffinityStrictQueue && mode != config.AffinityStrictFailFast {
-		return nil, false, schemas.NewError(schemas.CategoryValidation, schemas.ReasonInvalidRequest,
-			"%s: want hint, strict_queue or strict_fail_fast, got %q", HeaderAffinity, mode)
-	}
-	hops, _ := strconv.Atoi(m.Header.Get(HeaderForwarded))
 	mgr, me := s.opts.Sessions, s.opts.AgentID
 	lease, rev, held := mgr.Lookup(p.Name(), req.SessionID)
-	if held && lease.AgentId != me && hops < maxHops && s.alive(lease.AgentId) {
-		return nil, true, s.forward(m, p.Name(), lease.AgentId, req.Command, stream, hops)
+	// A lease of this agent id from an earlier run of it names workers that
+	// are gone, however their ids and incarnations look now.
+	own := held && lease.AgentId == me && lease.AgentRun == s.runID
+	if held && lease.AgentId != me && s.alive(lease.AgentId) {
+		if req.Hops >= maxHops {
+			return nil, false, schemas.NewError(schemas.CategoryPool, schemas.ReasonSessionLost,
+				"session %q: the agents disagree on who holds it; retry", req.SessionID)
+		}
+		return nil, true, s.forward(m, p.Name(), lease.AgentId, req, stream)
 	}
 
 	route := &schemas.SessionRoute{Mode: mode}
 	switch {
 	case !held:
 		route.NeedBind = true
-	case lease.AgentId == me:
+	case own:
 		route.WorkerID, route.Incarnation = lease.WorkerId, lease.Incarnation
 	case mode != config.AffinityHint:
 		return nil, false, schemas.NewError(schemas.CategoryPool, schemas.ReasonSessionUnavailable,
-			"agent %s of session %q is gone; its state is lost", lease.AgentId, req.SessionID)
+			"agent %s of session %q is gone or restarted; its state is lost", lease.AgentId, req.SessionID)
 	default:
-		// The lease's agent is gone, and its workers with it: take over afresh.
+		// The lease's agent (or run of it) is gone, and its workers with it:
+		// take over afresh.
 		route.NeedBind, route.Reset = true, true
 	}
-	if held && lease.AgentId == me {
+	if own {
 		route.Epoch = lease.CreatedUnixMs
 	}
 	route.Bind = func(workerID string, incarnation uint32) (int64, error) {
 		// A new lease, or a reset one: either way the session starts afresh.
 		l := &schemas.Lease{Pool: p.Name(), SessionId: req.SessionID, AgentId: me,
-			WorkerId: workerID, Incarnation: incarnation}
+			AgentRun: s.runID, WorkerId: workerID, Incarnation: incarnation}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		defer cancel()
 		var err error
@@ -82,30 +78,6 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request, stream 
 	return &sessionCall{route: route, ttl: cfg.SessionTTL}, false, nil
 }
 
-// forward sends a request on to the agent holding its session, with the caller's
-// reply subject, so the answer goes straight back to the caller.
-func (s *Server) forward(m *nats.Msg, pool, agentID, command string, stream bool, hops int) error {
-	subj := s.subj.DirectExec(pool, agentID, command)
-	if stream {
-		subj = s.subj.DirectStream(pool, agentID, command)
-	}
-	out := nats.NewMsg(subj)
-	out.Reply = m.Reply
-	for k, v := range m.Header {
-		out.Header[k] = v
-	}
-	out.Header.Set(HeaderForwarded, strconv.Itoa(hops+1))
-	out.Data = m.Data
-	if err := s.nc.PublishMsg(out); err != nil {
-		return fmt.Errorf("forward session request to agent %s: %w", agentID, err)
-	}
-	return nil
-}
-
-func (s *Server) alive(agentID string) bool {
-	return s.opts.Registry == nil || s.opts.Registry.Alive(agentID)
-}
-
 // done records a finished session call: the lease is renewed in the background.
 func (sc *sessionCall) done(s *Server, pool, sessionID string) {
 	s.opts.Sessions.Touch(pool, sessionID, sc.ttl)
@@ -117,6 +89,11 @@ func (s *Server) runSession(p Pool, m *nats.Msg, req *schemas.Request, stream bo
 	run func() error) (*sessionCall, bool, error) {
 	for attempt := 0; ; attempt++ {
 		sc, forwarded, err := s.routeSession(p, m, req, stream)
+		if errors.Is(err, errNotThere) && attempt == 0 {
+			// The holder died since the registry last heard of it: route again,
+			// now taking it as gone.
+			continue
+		}
 		if forwarded || err != nil {
 			return sc, forwarded, err
 		}

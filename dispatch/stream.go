@@ -119,6 +119,11 @@ func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time, direct boo
 		}
 		return
 	}
+	if opts.window == 0 && req.Deadline.IsZero() {
+		// Without acks nothing tells a gone reader from a slow one: such a
+		// stream ends at the stream timeout unless the caller set its own.
+		req.Deadline = received.Add(DefaultStreamTimeout)
+	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	if !req.Deadline.IsZero() {
@@ -266,7 +271,7 @@ func (ss *serverStream) watch(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	tick := ss.opts.idle / 4
 	if ss.opts.keepalive > 0 {
-		tick = min(tick, ss.opts.keepalive/2)
+		tick = min(tick, ss.opts.keepalive/4)
 	}
 	t := time.NewTicker(max(tick, 10*time.Millisecond))
 	defer t.Stop()

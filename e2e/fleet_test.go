@@ -19,8 +19,8 @@ import (
 // stretch in which one agent had requests queued while another had an idle
 // worker.
 type capacityLog struct {
-	mu      sync.Mutex
-	state   map[string]*schemas.Capacity
+	mu        sync.Mutex
+	state     map[string]*schemas.Capacity
 	since     time.Time // start of the current imbalance, zero if none
 	stretches []time.Duration
 }

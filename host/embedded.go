@@ -32,6 +32,14 @@ func startEmbedded(listen, stateDir, name string) (*embedded, error) {
 	if hostPart == "" {
 		hostPart = "127.0.0.1"
 	}
+	// A port in use is reported at once, not after the readiness wait.
+	if port != server.RANDOM_PORT {
+		ln, err := net.Listen("tcp", net.JoinHostPort(hostPart, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen %s: %w", listen, err)
+		}
+		ln.Close()
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "snakepit-" + name,
 		Host:       hostPart,

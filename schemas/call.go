@@ -25,6 +25,8 @@ type Request struct {
 	// Movable lets the pool hand the request back while it is queued, so it can
 	// run on another agent that has a free worker.
 	Movable bool
+	// Hops counts how often agents forwarded the request already.
+	Hops int
 }
 
 // Result is a command's answer.

@@ -377,6 +377,9 @@ type Lease struct {
 	CreatedUnixMs int64  `protobuf:"varint,6,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	RenewedUnixMs int64  `protobuf:"varint,7,opt,name=renewed_unix_ms,json=renewedUnixMs,proto3" json:"renewed_unix_ms,omitempty"`
 	TtlSeconds    uint32 `protobuf:"varint,8,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The run of the agent that wrote the lease: a restarted agent keeps its id
+	// but not its workers, so its old leases are taken as gone.
+	AgentRun      string `protobuf:"bytes,9,opt,name=agent_run,json=agentRun,proto3" json:"agent_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,6 +468,13 @@ func (x *Lease) GetTtlSeconds() uint32 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *Lease) GetAgentRun() string {
+	if x != nil {
+		return x.AgentRun
+	}
+	return ""
 }
 
 // AgentRecord is one live agent in the KV bucket snakepit-agents, keyed by agent
@@ -843,7 +853,7 @@ const file_snakepit_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12&\n" +
 	"\x0fstarted_unix_ms\x18\x04 \x01(\x03R\rstartedUnixMs\x12,\n" +
 	"\x05pools\x18\x05 \x03(\v2\x16.snakepit.v1.PoolStatsR\x05pools\x121\n" +
-	"\aworkers\x18\x06 \x03(\v2\x17.snakepit.v1.WorkerInfoR\aworkers\"\x85\x02\n" +
+	"\aworkers\x18\x06 \x03(\v2\x17.snakepit.v1.WorkerInfoR\aworkers\"\xa2\x02\n" +
 	"\x05Lease\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1d\n" +
 	"\n" +
@@ -854,7 +864,8 @@ const file_snakepit_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x06 \x01(\x03R\rcreatedUnixMs\x12&\n" +
 	"\x0frenewed_unix_ms\x18\a \x01(\x03R\rrenewedUnixMs\x12\x1f\n" +
 	"\vttl_seconds\x18\b \x01(\rR\n" +
-	"ttlSeconds\"\xea\x01\n" +
+	"ttlSeconds\x12\x1b\n" +
+	"\tagent_run\x18\t \x01(\tR\bagentRun\"\xea\x01\n" +
 	"\vAgentRecord\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +

@@ -50,6 +50,11 @@ if _orjson is not None:  # pragma: no branch
 # orjson would parse it as a float and lose its value.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
+_ASCII_ENCODER = json.JSONEncoder(
+    ensure_ascii=True,
+    allow_nan=False,
+    separators=(",", ":"),
+)
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False,
     allow_nan=False,
@@ -61,7 +66,8 @@ def dumps(value: Any) -> bytes:
     """Encode value as compact UTF-8 JSON.
 
     Raises TypeError for anything that has no exact JSON form: objects
-    JSON does not know, NaN and infinities, strings with lone surrogates.
+    JSON does not know, NaN and infinities. A string with a lone surrogate
+    is written with escapes, as JSON allows.
     """
     if _orjson is not None:
         try:
@@ -78,6 +84,10 @@ def _stdlib_dumps(value: Any) -> bytes:
     try:
         text = _ENCODER.encode(value)
         return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a "\ud800" escape in the arguments) has no
+        # UTF-8 form; escaped, it goes back exactly as it came.
+        return _ASCII_ENCODER.encode(value).encode("ascii")
     except TypeError:
         raise
     except (ValueError, RecursionError) as exc:
