@@ -121,6 +121,34 @@ func (r *Registry) renewLoop(ctx context.Context) {
 	}
 }
 
+// Rewatch republishes this agent's record and starts the watch over with an
+// empty view, after a reconnect: the old watch may be dead and the server may
+// have lost the bucket.
+func (r *Registry) Rewatch(ctx context.Context) error {
+	r.mu.Lock()
+	r.rev = 0
+	stop := r.stopW
+	r.live = map[string]*schemas.AgentRecord{}
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if err := r.publish(ctx); err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	var once sync.Once
+	w, err := r.kv.Watch(ctx, r.apply, func() { once.Do(func() { close(ready) }) })
+	if err != nil {
+		return err
+	}
+	<-ready
+	r.mu.Lock()
+	r.stopW = w
+	r.mu.Unlock()
+	return nil
+}
+
 // Alive reports whether an agent's record is live.
 func (r *Registry) Alive(id string) bool {
 	r.mu.Lock()
@@ -149,7 +177,10 @@ func (r *Registry) Stop() {
 func (r *Registry) stop() {
 	r.cancel()
 	<-r.done
-	r.stopW()
+	r.mu.Lock()
+	stopW := r.stopW
+	r.mu.Unlock()
+	stopW()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = r.kv.Delete(ctx, r.id, 0)

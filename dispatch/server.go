@@ -64,11 +64,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	subs     []*nats.Subscription
-	ackSubs  []*nats.Subscription
-	streams  map[string]*serverStream
-	peers    map[string]*peerCapacity // by pool
+	mu      sync.Mutex
+	subs    []*nats.Subscription
+	ackSubs []*nats.Subscription
+	streams map[string]*serverStream
+	peers   map[string]*peerCapacity // by pool
 	// runID names this run of the agent in the leases it writes.
 	runID string
 	// suspects are agents whose direct subject had no responders, by the time

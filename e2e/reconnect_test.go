@@ -93,3 +93,28 @@ func TestAgentRidesThroughServerRestart(t *testing.T) {
 		})
 	}
 }
+
+// Two agents on a server that restarts with its store lost: afterwards each
+// still sees the other alive, so sessions forward instead of being taken over.
+func TestAgentsSeeEachOtherAfterServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := natsServer(t, 0, dir)
+	port := portOf(t, ns)
+	current := ns
+	t.Cleanup(func() { current.Shutdown(); current.WaitForShutdown() })
+	a := startAgent(t, ns.ClientURL(), "seer-a", testPool("default", 1))
+	b := startAgent(t, ns.ClientURL(), "seer-b", testPool("default", 1))
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	current = natsServer(t, port, t.TempDir())
+	eventually(t, 15*time.Second, "both agents registered again", func() bool {
+		agents, err := a.client.Agents(t.Context())
+		return err == nil && len(agents) == 2
+	})
+	held := processDirect(t, b, "seer-b", "across")
+	eventually(t, 5*time.Second, "a's lease copy current", func() bool {
+		got := processDirect(t, a, "seer-a", "across")
+		return got.WorkerID == held.WorkerID
+	})
+}

@@ -73,6 +73,8 @@ func (h *Host) serveHealth(addr string) error {
 // reprovision opens the buckets again after a reconnect: a server that lost
 // its store has none, and every lease and agent record starts over.
 func (h *Host) reprovision() {
+	h.reprovisionMu.Lock()
+	defer h.reprovisionMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, cfg := range []jetstream.BucketConfig{
@@ -81,5 +83,14 @@ func (h *Host) reprovision() {
 		if _, err := jetstream.Open(ctx, h.nc, cfg); err != nil {
 			h.log.Warn().Err(err).Str("bucket", cfg.Name).Msg("bucket not provisioned after reconnect")
 		}
+	}
+	if h.fleet == nil {
+		return
+	}
+	if err := h.fleet.sessions.Rewatch(ctx); err != nil {
+		h.log.Warn().Err(err).Str("bucket", jetstream.SessionsBucket).Msg("lease watch not restarted after reconnect")
+	}
+	if err := h.fleet.registry.Rewatch(ctx); err != nil {
+		h.log.Warn().Err(err).Str("bucket", jetstream.AgentsBucket).Msg("registry watch not restarted after reconnect")
 	}
 }

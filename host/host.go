@@ -70,6 +70,8 @@ type Host struct {
 
 	stopOnce sync.Once
 	done     chan struct{}
+	// reprovisionMu keeps reconnects' bucket and watch restarts one at a time.
+	reprovisionMu sync.Mutex
 }
 
 // Start brings everything up and returns once the pools are ready and subscribed.

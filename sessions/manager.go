@@ -103,6 +103,19 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
+// Rewatch starts the watch over with an empty copy: after a reconnect the old
+// watch may be dead, and a server that lost its store has new revisions that
+// the old copy would take for stale ones.
+func (m *Manager) Rewatch(ctx context.Context) error {
+	if m.stop != nil {
+		m.stop()
+	}
+	m.mu.Lock()
+	m.leases = map[string]*held{}
+	m.mu.Unlock()
+	return m.Start(ctx)
+}
+
 // Stop ends the watch and waits for renewals in flight.
 func (m *Manager) Stop() {
 	if m.stop != nil {
