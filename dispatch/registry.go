@@ -62,13 +62,17 @@ func StartRegistry(ctx context.Context, kv *jetstream.KV, id string, self func()
 func (r *Registry) apply(e jetstream.Entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	applyRecord(r.live, e)
+}
+
+func applyRecord(live map[string]*schemas.AgentRecord, e jetstream.Entry) {
 	if e.Deleted {
-		delete(r.live, e.Key)
+		delete(live, e.Key)
 		return
 	}
 	rec := &schemas.AgentRecord{}
 	if protojson.Unmarshal(e.Value, rec) == nil {
-		r.live[e.Key] = rec
+		live[e.Key] = rec
 	}
 }
 
@@ -124,11 +128,14 @@ func (r *Registry) renewLoop(ctx context.Context) {
 // Rewatch republishes this agent's record and starts the watch over with an
 // empty view, after a reconnect: the old watch may be dead and the server may
 // have lost the bucket.
+//
+// The old view keeps answering Alive until the new watch has loaded every
+// record: an empty view, even for a moment, would make every agent look gone
+// and let sessions be taken over from live ones.
 func (r *Registry) Rewatch(ctx context.Context) error {
 	r.mu.Lock()
 	r.rev = 0
 	stop := r.stopW
-	r.live = map[string]*schemas.AgentRecord{}
 	r.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -136,9 +143,22 @@ func (r *Registry) Rewatch(ctx context.Context) error {
 	if err := r.publish(ctx); err != nil {
 		return err
 	}
+	fresh := map[string]*schemas.AgentRecord{}
+	apply := func(e jetstream.Entry) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		applyRecord(fresh, e)
+	}
 	ready := make(chan struct{})
 	var once sync.Once
-	w, err := r.kv.Watch(ctx, r.apply, func() { once.Do(func() { close(ready) }) })
+	w, err := r.kv.Watch(ctx, apply, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.live = fresh
+			r.mu.Unlock()
+			close(ready)
+		})
+	})
 	if err != nil {
 		return err
 	}

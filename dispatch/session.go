@@ -32,6 +32,7 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request, stream 
 	// A lease of this agent id from an earlier run of it names workers that
 	// are gone, however their ids and incarnations look now.
 	own := held && lease.AgentId == me && lease.AgentRun == s.runID
+
 	if held && lease.AgentId != me && s.alive(lease.AgentId) {
 		if req.Hops >= maxHops {
 			return nil, false, schemas.NewError(schemas.CategoryPool, schemas.ReasonSessionLost,

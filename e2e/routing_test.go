@@ -96,7 +96,14 @@ func TestForwardedHeaderCannotStealSessions(t *testing.T) {
 func TestForwardToVanishedAgent(t *testing.T) {
 	a, b := twoAgents(t)
 	processDirect(t, b, "agent-b", "orphan")
-	b.host.Conn().Close() // b's subscriptions go at once; its record stays for a while
+	b.host.Conn().Close() // b's subscriptions go; its registry record stays for a while
+	eventually(t, 5*time.Second, "the server dropped b's subscriptions", func() bool {
+		_, err := a.nc.Request("snakepit.default.agent.agent-b.exec.ping", nil, time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
+	if !a.host.Agent().Pools()[0].Ready() {
+		t.Fatal("agent a not ready")
+	}
 	began := time.Now()
 	r, err := a.client.Call(t.Context(), "default", "process", nil, dispatch.WithSession("orphan"),
 		dispatch.WithTimeout(5*time.Second))

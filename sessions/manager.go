@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/snakepit-go/snakepit/schemas"
 )
@@ -48,6 +49,8 @@ type Manager struct {
 	mu       sync.Mutex
 	leases   map[string]*held
 	renewing map[string]bool
+	// loading is the copy a Rewatch fills until its watch is ready.
+	loading map[string]*held
 }
 
 // held is a lease at the revision it was read.
@@ -89,7 +92,16 @@ func New(opts Options) *Manager {
 func (m *Manager) Start(ctx context.Context) error {
 	ready := make(chan struct{})
 	var once sync.Once
-	stop, err := m.opts.Store.Watch(ctx, m.apply, func() { once.Do(func() { close(ready) }) })
+	stop, err := m.opts.Store.Watch(ctx, m.apply, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			if m.loading != nil {
+				m.leases, m.loading = m.loading, nil
+			}
+			m.mu.Unlock()
+			close(ready)
+		})
+	})
 	if err != nil {
 		return fmt.Errorf("watch leases: %w", err)
 	}
@@ -106,12 +118,16 @@ func (m *Manager) Start(ctx context.Context) error {
 // Rewatch starts the watch over with an empty copy: after a reconnect the old
 // watch may be dead, and a server that lost its store has new revisions that
 // the old copy would take for stale ones.
+//
+// Routing goes on from the old copy until the new watch has loaded every
+// lease; then the fresh copy replaces it whole.
 func (m *Manager) Rewatch(ctx context.Context) error {
 	if m.stop != nil {
 		m.stop()
 	}
+	fresh := map[string]*held{}
 	m.mu.Lock()
-	m.leases = map[string]*held{}
+	m.loading = fresh
 	m.mu.Unlock()
 	return m.Start(ctx)
 }
@@ -143,6 +159,16 @@ func (m *Manager) apply(e Entry) {
 // The watch and this agent's own writes both come through here, whichever first.
 func (m *Manager) put(key string, lease *schemas.Lease, rev uint64, reason string) {
 	m.mu.Lock()
+	if m.loading != nil {
+		// Reloading after a reconnect: fill the fresh copy quietly.
+		if lease == nil {
+			delete(m.loading, key)
+		} else {
+			m.loading[key] = &held{lease: lease, rev: rev}
+		}
+		m.mu.Unlock()
+		return
+	}
 	old := m.leases[key]
 	if old != nil && old.rev >= rev {
 		m.mu.Unlock()
@@ -303,11 +329,7 @@ func (m *Manager) encode(l *schemas.Lease) []byte {
 }
 
 func cloneLease(l *schemas.Lease) *schemas.Lease {
-	return &schemas.Lease{
-		Pool: l.Pool, SessionId: l.SessionId, AgentId: l.AgentId, WorkerId: l.WorkerId,
-		Incarnation: l.Incarnation, CreatedUnixMs: l.CreatedUnixMs,
-		RenewedUnixMs: l.RenewedUnixMs, TtlSeconds: l.TtlSeconds,
-	}
+	return proto.Clone(l).(*schemas.Lease)
 }
 
 func ttlSeconds(ttl time.Duration) uint32 {

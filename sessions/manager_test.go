@@ -177,7 +177,8 @@ func TestTouchRenewsOnlyWhenDue(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	m := newManager(t, st, "a", nil, now)
-	if _, err := m.Claim(t.Context(), &schemas.Lease{Pool: "p", SessionId: "s", AgentId: "a"}, 30*time.Second); err != nil {
+	claimed := &schemas.Lease{Pool: "p", SessionId: "s", AgentId: "a", AgentRun: "run-1", WorkerId: "w", Incarnation: 3}
+	if _, err := m.Claim(t.Context(), claimed, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	m.Touch("p", "s", 30*time.Second)
@@ -193,8 +194,13 @@ func TestTouchRenewsOnlyWhenDue(t *testing.T) {
 	if st.updates != 1 {
 		t.Fatalf("%d renewals after a third of the TTL, want 1", st.updates)
 	}
-	if l, _, _ := m.Lookup("p", "s"); l.RenewedUnixMs != now().UnixMilli() {
+	l, _, _ := m.Lookup("p", "s")
+	if l.RenewedUnixMs != now().UnixMilli() {
 		t.Fatalf("renewed at %d, want %d", l.RenewedUnixMs, now().UnixMilli())
+	}
+	// A renewal changes the times only: every other field stays the holder's.
+	if l.AgentRun != "run-1" || l.WorkerId != "w" || l.Incarnation != 3 || l.CreatedUnixMs != claimed.CreatedUnixMs {
+		t.Fatalf("renewed lease = %+v, want the claim's run, worker, incarnation and creation", l)
 	}
 }
 
