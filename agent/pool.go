@@ -191,7 +191,8 @@ func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Resu
 
 // ExecuteStream runs a streaming request on a free worker; see schemas.StreamCall.
 // It returns once the worker has ended the stream.
-func (p *Pool) ExecuteStream(ctx context.Context, req *schemas.Request, sc *schemas.StreamCall) error {
+func (p *Pool) ExecuteStream(ctx context.Context, req *schemas.Request,
+	sc *schemas.StreamCall) error {
 	return p.execute(ctx, req, func(w *worker) error { return w.stream(ctx, req, sc) })
 }
 
@@ -220,7 +221,8 @@ func (p *Pool) execute(ctx context.Context, req *schemas.Request, run func(*work
 	return err
 }
 
-func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, run func(*worker) error) error {
+func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request,
+	run func(*worker) error) error {
 	if expired(req.Deadline) {
 		return deadlineError(req)
 	}
@@ -276,7 +278,8 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error)
 
 // enqueueLocked queues a request on q (the pool's queue or one slot's) and waits
 // for a slot; it is called with p.mu held and releases it.
-func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request, q *list.List) (*slot, error) {
+func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
+	q *list.List) (*slot, error) {
 	if p.queuedLocked() >= p.cfg.MaxQueueSize {
 		p.stats.saturated++
 		p.mu.Unlock()

@@ -10,7 +10,8 @@ import (
 // acquireLeased finds the worker a session is leased to. It reports done=false
 // when the call should go to any worker instead (hint mode), having set
 // r.NeedBind when the lease must move to that worker.
-func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request, r *schemas.SessionRoute) (*slot, error, bool) {
+func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
+	r *schemas.SessionRoute) (*slot, error, bool) {
 	p.mu.Lock()
 	s := p.leasedSlotLocked(r.WorkerID)
 	if p.stopping {
@@ -84,7 +85,8 @@ func unavailableError(req *schemas.Request, r *schemas.SessionRoute) *schemas.Er
 
 // EndSession tells the worker holding a session that it ended, so the adapter's
 // end hook runs; it does nothing if that worker process is gone.
-func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID string, epoch int64, reason string) {
+func (p *Pool) EndSession(workerID string, incarnation uint32, sessionID string, epoch int64,
+	reason string) {
 	p.mu.Lock()
 	s := p.slotByIDLocked(workerID)
 	var w *worker

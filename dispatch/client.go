@@ -108,7 +108,8 @@ func (r *Reply) Decode(v any) error {
 // Execute runs command on pool and returns its decoded result: JSON values as
 // any (numbers as json.Number) or []byte for a raw result. args may be nil, a
 // value to encode as JSON, json.RawMessage, or []byte to send raw bytes.
-func (c *Client) Execute(ctx context.Context, pool, command string, args any, opts ...CallOption) (any, error) {
+func (c *Client) Execute(ctx context.Context, pool, command string, args any,
+	opts ...CallOption) (any, error) {
 	r, err := c.Call(ctx, pool, command, args, opts...)
 	if err != nil {
 		return nil, err
@@ -124,7 +125,8 @@ func (c *Client) Execute(ctx context.Context, pool, command string, args any, op
 }
 
 // Call runs command on pool and returns the reply undecoded.
-func (c *Client) Call(ctx context.Context, pool, command string, args any, opts ...CallOption) (*Reply, error) {
+func (c *Client) Call(ctx context.Context, pool, command string, args any,
+	opts ...CallOption) (*Reply, error) {
 	var o callOptions
 	for _, f := range opts {
 		f(&o)
@@ -262,7 +264,8 @@ func (c *Client) Reports(ctx context.Context, withWorkers bool) ([]*schemas.Agen
 
 // collectReports reads answers until want have come (want > 0), or else until
 // none came for gatherWindow after the first; at most gatherMax in all.
-func collectReports(ctx context.Context, sub *nats.Subscription, verb string, want int) ([]*schemas.AgentReport, error) {
+func collectReports(ctx context.Context, sub *nats.Subscription, verb string,
+	want int) ([]*schemas.AgentReport, error) {
 	var out []*schemas.AgentReport
 	ctx, cancel := context.WithTimeout(ctx, gatherMax)
 	defer cancel()

@@ -30,7 +30,8 @@ var errNotThere = errors.New("dispatch: agent not there")
 // is relayed: this agent asks and passes the answer on, so an agent that died
 // since it was last seen is noticed at once (no responders), marked a suspect and
 // reported with errNotThere, instead of leaving the caller without an answer.
-func (s *Server) forward(m *nats.Msg, pool, agentID string, req *schemas.Request, stream bool) error {
+func (s *Server) forward(m *nats.Msg, pool, agentID string, req *schemas.Request,
+	stream bool) error {
 	subj := s.subj.DirectExec(pool, agentID, req.Command)
 	if stream {
 		subj = s.subj.DirectStream(pool, agentID, req.Command)

@@ -21,7 +21,8 @@ type sessionCall struct {
 
 // routeSession decides where a session request runs: forwarded to the agent that
 // holds its lease (forwarded is true), or here with req.Session filled in.
-func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request, stream bool) (*sessionCall, bool, error) {
+func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request,
+	stream bool) (*sessionCall, bool, error) {
 	cfg := p.Config()
 	mode := m.Header.Get(HeaderAffinity)
 	if mode == "" {

@@ -94,7 +94,8 @@ type streamReader struct {
 	parts   [][]byte
 }
 
-func (c *Client) openStream(ctx context.Context, pool, command string, args any, o *callOptions) (*streamReader, error) {
+func (c *Client) openStream(ctx context.Context, pool, command string, args any,
+	o *callOptions) (*streamReader, error) {
 	msg, err := c.requestMsg(c.subj.Stream(pool, command), args, o)
 	if err != nil {
 		return nil, err

@@ -14,12 +14,14 @@ import (
 // calls, with jetstream's errors translated to sessions' at this seam.
 type leaseStore struct{ kv *jetstream.KV }
 
-func (s leaseStore) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+func (s leaseStore) Create(ctx context.Context, key string, value []byte,
+	ttl time.Duration) (uint64, error) {
 	rev, err := s.kv.Create(ctx, key, value, ttl)
 	return rev, storeError(err)
 }
 
-func (s leaseStore) Update(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+func (s leaseStore) Update(ctx context.Context, key string, value []byte, rev uint64,
+	ttl time.Duration) (uint64, error) {
 	nrev, err := s.kv.Update(ctx, key, value, rev, ttl)
 	return nrev, storeError(err)
 }
@@ -33,7 +35,8 @@ func (s leaseStore) Delete(ctx context.Context, key string, rev uint64) error {
 	return storeError(s.kv.Delete(ctx, key, rev))
 }
 
-func (s leaseStore) Watch(ctx context.Context, fn func(sessions.Entry), ready func()) (func(), error) {
+func (s leaseStore) Watch(ctx context.Context, fn func(sessions.Entry),
+	ready func()) (func(), error) {
 	stop, err := s.kv.Watch(ctx, func(e jetstream.Entry) { fn(sessionEntry(e)) }, ready)
 	return stop, storeError(err)
 }

@@ -130,7 +130,8 @@ func checkBucket(ctx context.Context, kv natsjs.KeyValue, want natsjs.KeyValueCo
 func (k *KV) Bucket() string { return k.bucket }
 
 // Create writes key only if it does not exist, with a per-key TTL.
-func (k *KV) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+func (k *KV) Create(ctx context.Context, key string, value []byte,
+	ttl time.Duration) (uint64, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	rev, err := k.kv.Create(ctx, key, value, natsjs.KeyTTL(ttl))
@@ -143,7 +144,8 @@ func (k *KV) Create(ctx context.Context, key string, value []byte, ttl time.Dura
 // Update writes key only if its latest revision is rev, and sets a fresh TTL.
 // kv.Update would drop the key's TTL, so this publishes to the key's subject with
 // an expected last sequence and a message TTL instead.
-func (k *KV) Update(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+func (k *KV) Update(ctx context.Context, key string, value []byte, rev uint64,
+	ttl time.Duration) (uint64, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	m := &nats.Msg{Subject: "$KV." + k.bucket + "." + key, Data: value, Header: nats.Header{}}

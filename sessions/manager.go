@@ -242,7 +242,8 @@ func (m *Manager) Claim(ctx context.Context, l *schemas.Lease, ttl time.Duration
 
 // Replace moves a lease read at rev to l (another worker, or this agent taking
 // over from a dead one). It fails with ErrConflict if the lease changed.
-func (m *Manager) Replace(ctx context.Context, l *schemas.Lease, rev uint64, ttl time.Duration) (uint64, error) {
+func (m *Manager) Replace(ctx context.Context, l *schemas.Lease, rev uint64,
+	ttl time.Duration) (uint64, error) {
 	key := Key(l.Pool, l.SessionId)
 	now := m.opts.Now().UnixMilli()
 	l.RenewedUnixMs, l.TtlSeconds = now, ttlSeconds(ttl)
