@@ -151,7 +151,8 @@ func TestAwaitReady(t *testing.T) {
 	began := time.Now()
 	err = remote.AwaitReady(t.Context(), 300*time.Millisecond)
 	var e *Error
-	if !errors.As(err, &e) || e.Category != CategoryTimeout || e.Reason != ReasonPoolInitializationTimeout {
+	if !errors.As(err, &e) || e.Category != CategoryTimeout ||
+		e.Reason != ReasonPoolInitializationTimeout {
 		t.Fatalf("AwaitReady() on an empty fleet = %v, want timeout/pool_initialization_timeout", err)
 	}
 	if took := time.Since(began); took > 5*time.Second {

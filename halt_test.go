@@ -70,7 +70,8 @@ func TestHaltExitsWithStatusAfterCleanup(t *testing.T) {
 				t.Fatalf("run child: %v", err)
 			}
 			if code != tc.status {
-				t.Fatalf("child exit status = %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.status, out, stderr.String())
+				t.Fatalf("child exit status = %d, want %d\nstdout:\n%s\nstderr:\n%s",
+					code, tc.status, out, stderr.String())
 			}
 			wantLines := []string{}
 			results := []string{"pending", "pending", "ok", "ok"}

@@ -65,7 +65,9 @@ type outcome struct {
 }
 
 // runScript runs RunAsScript with fn (nil: a ping) and records everything.
-func runScript(t *testing.T, opts ScriptOptions, noHalt bool, fn func(context.Context) error) outcome {
+func runScript(
+	t *testing.T, opts ScriptOptions, noHalt bool, fn func(context.Context) error,
+) outcome {
 	t.Helper()
 	exits := fakeExit(t, noHalt)
 	rec := record(t, ScriptShutdownEvents...)
@@ -178,7 +180,8 @@ func TestResolveAuto(t *testing.T) {
 	}
 	for _, tc := range cases {
 		if got := resolveAuto(ExitAuto, tc.owned, tc.noHalt); got != tc.want {
-			t.Errorf("resolveAuto(auto, owned %v, no-halt %v) = %s, want %s", tc.owned, tc.noHalt, got, tc.want)
+			t.Errorf("resolveAuto(auto, owned %v, no-halt %v) = %s, want %s",
+				tc.owned, tc.noHalt, got, tc.want)
 		}
 	}
 }
@@ -311,8 +314,10 @@ func TestScriptStatus(t *testing.T) {
 		wantErr   error
 		wantPanic bool
 	}{
-		{"return", func(context.Context) error { return nil }, ExitHalt, 0, []string{"halt 0"}, nil, false},
-		{"error", func(context.Context) error { return boom }, ExitHalt, 1, []string{"halt 1"}, boom, false},
+		{"return", func(context.Context) error { return nil }, ExitHalt, 0,
+			[]string{"halt 0"}, nil, false},
+		{"error", func(context.Context) error { return boom }, ExitHalt, 1,
+			[]string{"halt 1"}, boom, false},
 		{"panic with halt", func(context.Context) error { panic(boom) }, ExitHalt, 1,
 			[]string{"halt 1"}, nil, true},
 		{"panic with none re-panics after shutdown", func(context.Context) error { panic("oops") },
@@ -325,7 +330,8 @@ func TestScriptStatus(t *testing.T) {
 			o := runScript(t, ScriptOptions{ExitMode: tc.exitMode}, false, tc.fn)
 			checkEvents(t, o, o.rt.RunID(), want{tc.exitMode, StopIfStarted, true, tc.status, CleanupOK})
 			if !errors.Is(o.err, tc.wantErr) || !reflect.DeepEqual(o.exits, tc.exits) {
-				t.Fatalf("RunAsScript() = %v with exits %v, want %v with %v", o.err, o.exits, tc.wantErr, tc.exits)
+				t.Fatalf("RunAsScript() = %v with exits %v, want %v with %v",
+					o.err, o.exits, tc.wantErr, tc.exits)
 			}
 			var pe *PanicError
 			if tc.wantPanic {
@@ -355,7 +361,9 @@ func TestCleanupResults(t *testing.T) {
 		{"skipped when disabled", NoCleanup, true, nil, CleanupSkipped},
 		{"timeout when a process outlives it", 200 * time.Millisecond, true, nil, CleanupTimeout},
 		{"error when cleanup fails", 0, false,
-			func(*Runtime, context.Context, []process, time.Duration) error { return errors.New("no /proc") },
+			func(*Runtime, context.Context, []process, time.Duration) error {
+				return errors.New("no /proc")
+			},
 			CleanupError},
 		{"error when cleanup panics", 0, false,
 			func(*Runtime, context.Context, []process, time.Duration) error { panic("cleanup bug") },
@@ -398,13 +406,15 @@ func TestAwaitPool(t *testing.T) {
 			Runtime: Options{NATSURL: idle.URL()}}
 		o := runScript(t, opts, false, nil)
 		var e *Error
-		if !errors.As(o.err, &e) || e.Category != CategoryTimeout || e.Reason != ReasonPoolInitializationTimeout {
+		if !errors.As(o.err, &e) || e.Category != CategoryTimeout ||
+			e.Reason != ReasonPoolInitializationTimeout {
 			t.Fatalf("RunAsScript() = %v, want timeout/pool_initialization_timeout", o.err)
 		}
 		if o.ran {
 			t.Fatalf("the function ran although the pools never became ready")
 		}
-		if len(o.events) != 4 || o.events[0].Metadata["status"] != 1 || o.events[0].Metadata["owned"] != true {
+		if len(o.events) != 4 || o.events[0].Metadata["status"] != 1 ||
+			o.events[0].Metadata["owned"] != true {
 			t.Fatalf("events = %v, want four with status 1, owned", o.events)
 		}
 	})
@@ -446,7 +456,8 @@ func TestRestart(t *testing.T) {
 				t.Fatalf("RunAsScript() = %v", o.err)
 			}
 			restarted := o.rt != old
-			if restarted != tc.wantRestart || old.stopped() != (tc.wantRestart || tc.stopMode == StopAlways) {
+			wantOldStopped := tc.wantRestart || tc.stopMode == StopAlways
+			if restarted != tc.wantRestart || old.stopped() != wantOldStopped {
 				t.Fatalf("restarted = %v (old stopped %v), want %v", restarted, old.stopped(), tc.wantRestart)
 			}
 			if o.events[0].Metadata["owned"] != tc.wantRestart {

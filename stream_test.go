@@ -35,7 +35,8 @@ func TestExecuteStream(t *testing.T) {
 		t.Fatalf("ExecuteInSessionStream with a halt = %v after %d chunks, want nil after 2", err, seen)
 	}
 
-	err = rt.ExecuteStream(ctx, "fail_after", map[string]int{"n": 1}, func(*Chunk) error { return nil })
+	err = rt.ExecuteStream(ctx, "fail_after", map[string]int{"n": 1},
+		func(*Chunk) error { return nil })
 	if !errors.Is(err, &Error{Category: CategoryWorker}) {
 		t.Fatalf("ExecuteStream(fail_after) = %v, want a worker error", err)
 	}

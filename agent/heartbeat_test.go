@@ -27,7 +27,8 @@ func TestHeartbeatPolicy(t *testing.T) {
 	}{
 		{"always answered", nil, func(uint64) bool { return true }, 0},
 		{"missed in a row", nil, func(seq uint64) bool { return seq < 3 }, 10 * time.Second},
-		{"timeout before misses", func(c *config.Heartbeat) { c.MaxMissed = 100; c.Timeout = 3 * time.Second },
+		{"timeout before misses",
+			func(c *config.Heartbeat) { c.MaxMissed = 100; c.Timeout = 3 * time.Second },
 			func(seq uint64) bool { return seq < 2 }, 5 * time.Second},
 		{"late pongs count", nil, func(seq uint64) bool { return seq%3 == 0 }, 0},
 		{"initial delay", func(c *config.Heartbeat) { c.InitialDelay = 5 * time.Second },

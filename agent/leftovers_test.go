@@ -80,7 +80,8 @@ func TestEndLeftovers(t *testing.T) {
 
 			killed := endLeftovers(stateDir, zerolog.Nop())
 			if tc.ended != (len(killed) == 2) {
-				t.Fatalf("endLeftovers killed %v, want leader %d and child %d ended: %v", killed, leader, child, tc.ended)
+				t.Fatalf("endLeftovers killed %v, want leader %d and child %d ended: %v",
+					killed, leader, child, tc.ended)
 			}
 			deadline := time.Now().Add(2 * time.Second)
 			for tc.ended && !(gone(leader) && gone(child)) && time.Now().Before(deadline) {

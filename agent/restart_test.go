@@ -17,8 +17,10 @@ func TestRestartPolicy(t *testing.T) {
 	}{
 		{"first crash", []time.Duration{time.Second}, true, 100 * time.Millisecond, "crashed", false},
 		{"doubles", []time.Duration{0, 0, 0}, true, 400 * time.Millisecond, "crashed", false},
-		{"stable resets", []time.Duration{0, 0, 0, time.Minute}, true, 100 * time.Millisecond, "crashed", false},
-		{"start failures loop", []time.Duration{0, 0, 0, 0, 0}, false, 1600 * time.Millisecond, "crash_loop", true},
+		{"stable resets", []time.Duration{0, 0, 0, time.Minute}, true,
+			100 * time.Millisecond, "crashed", false},
+		{"start failures loop", []time.Duration{0, 0, 0, 0, 0}, false,
+			1600 * time.Millisecond, "crash_loop", true},
 		{"capped", make([]time.Duration, 12), true, 10 * time.Second, "crash_loop", true},
 		{"start failed", []time.Duration{0}, false, 100 * time.Millisecond, "start_failed", false},
 	}

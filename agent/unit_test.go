@@ -86,7 +86,8 @@ func TestMaxRequestsWithoutStandbyTakesNoNewRequest(t *testing.T) {
 	p.mu.Unlock()
 	p.release(p.mustAcquire(t))
 	if st := p.Stats(); st.Available != 0 || st.Busy != 0 || p.Workers()[0].State != StateStopping {
-		t.Fatalf("dry worker: stats %+v, state %s; want not available, stopping", st, p.Workers()[0].State)
+		t.Fatalf("dry worker: stats %+v, state %s; want not available, stopping",
+			st, p.Workers()[0].State)
 	}
 	p.mu.Lock()
 	p.installLocked(u, fakeProcess(2, 1), nil)

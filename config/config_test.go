@@ -14,7 +14,8 @@ func TestParseForms(t *testing.T) {
 		check func(t *testing.T, c *Config)
 	}{
 		{"empty file is the default pool", "", func(t *testing.T, c *Config) {
-			if len(c.Pools) != 1 || c.Pools[0].Name != "default" || c.Pools[0].AdapterModule != DefaultAdapter {
+			if len(c.Pools) != 1 || c.Pools[0].Name != "default" ||
+				c.Pools[0].AdapterModule != DefaultAdapter {
 				t.Fatalf("pools = %+v, want the default pool", c.Pools)
 			}
 		}},
@@ -32,11 +33,12 @@ pool_config:
 				t.Fatalf("pool = %+v, want size 3, pkg.mod:Cls, batch 2, delay 10ms", p)
 			}
 		}},
-		{"legacy pool_config size used without top-level", "pool_config: {pool_size: 5}", func(t *testing.T, c *Config) {
-			if c.Pools[0].PoolSize != 5 {
-				t.Fatalf("pool_size = %d, want 5", c.Pools[0].PoolSize)
-			}
-		}},
+		{"legacy pool_config size used without top-level", "pool_config: {pool_size: 5}",
+			func(t *testing.T, c *Config) {
+				if c.Pools[0].PoolSize != 5 {
+					t.Fatalf("pool_size = %d, want 5", c.Pools[0].PoolSize)
+				}
+			}},
 		{"pools form with globals", `
 pool_queue_timeout: 250
 pool_max_queue_size: 7
@@ -53,20 +55,23 @@ pools:
     adapter_env: ["A=1", [B, "2"]]
 `, func(t *testing.T, c *Config) {
 			a, b := c.Pools[0], c.Pools[1]
-			if a.QueueTimeout != 250*time.Millisecond || a.MaxQueueSize != 7 || a.Heartbeat.PingInterval != 500*time.Millisecond {
+			if a.QueueTimeout != 250*time.Millisecond || a.MaxQueueSize != 7 ||
+				a.Heartbeat.PingInterval != 500*time.Millisecond {
 				t.Fatalf("pool a = %+v, want globals applied", a)
 			}
-			if b.Concurrency() != 4 || b.Heartbeat.Enabled || b.Heartbeat.PingInterval != 500*time.Millisecond ||
+			if b.Concurrency() != 4 || b.Heartbeat.Enabled ||
+				b.Heartbeat.PingInterval != 500*time.Millisecond ||
 				b.WorkerTTL != 2*time.Minute || b.WorkerMaxRequests != 50 ||
 				b.AdapterEnv["A"] != "1" || b.AdapterEnv["B"] != "2" {
 				t.Fatalf("pool b = %+v, want thread x4, heartbeat off, ttl 2m, max 50, env A and B", b)
 			}
 		}},
-		{"infinity", "worker_ttl: infinity\nworker_max_requests: infinity", func(t *testing.T, c *Config) {
-			if c.Pools[0].WorkerTTL != 0 || c.Pools[0].WorkerMaxRequests != 0 {
-				t.Fatalf("pool = %+v, want infinite ttl and requests", c.Pools[0])
-			}
-		}},
+		{"infinity", "worker_ttl: infinity\nworker_max_requests: infinity",
+			func(t *testing.T, c *Config) {
+				if c.Pools[0].WorkerTTL != 0 || c.Pools[0].WorkerMaxRequests != 0 {
+					t.Fatalf("pool = %+v, want infinite ttl and requests", c.Pools[0])
+				}
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,7 +101,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad log level", "log_level: loud", "log_level"},
 		{"zero queue timeout", "pool_queue_timeout: 0", "pool_queue_timeout"},
 		{"wrong type", "pool_size: many", "pool_size: cannot unmarshal"},
-		{"wrong type in a pool", "pools:\n  - name: a\n    pool_size: two", "pools[0].pool_size: cannot unmarshal"},
+		{"wrong type in a pool", "pools:\n  - name: a\n    pool_size: two",
+			"pools[0].pool_size: cannot unmarshal"},
 		{"fraction for an integer", "pool_max_queue_size: 2.5", "pool_max_queue_size"},
 		{"both forms", "pool_config: {pool_size: 1}\npools: [{name: a}]", "pool_config"},
 	}
@@ -119,7 +125,8 @@ func TestDefaults(t *testing.T) {
 		Heartbeat: Heartbeat{Enabled: true, PingInterval: 2 * time.Second, Timeout: 10 * time.Second,
 			MaxMissed: 3, Dependent: true},
 		Affinity: "hint", SessionTTL: time.Hour, QueueTimeout: 5 * time.Second, MaxQueueSize: 1000,
-		StartupTimeout: 10 * time.Second, HealthCheckTimeout: 5 * time.Second, ShutdownGrace: 30 * time.Second,
+		StartupTimeout: 10 * time.Second, HealthCheckTimeout: 5 * time.Second,
+		ShutdownGrace: 30 * time.Second,
 	}
 	if p.Name != want.Name || p.PoolSize != want.PoolSize || p.Heartbeat != want.Heartbeat ||
 		p.StartupBatchDelay != want.StartupBatchDelay || p.QueueTimeout != want.QueueTimeout ||

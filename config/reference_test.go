@@ -159,7 +159,10 @@ func TestNameIsRequired(t *testing.T) {
 		run  func() error
 	}{
 		{"yaml", func() error { _, err := Parse([]byte("pools: [{pool_size: 1}]")); return err }},
-		{"map", func() error { _, err := ValidatePoolConfig(map[string]any{"pool_size": 1}); return err }},
+		{"map", func() error {
+			_, err := ValidatePoolConfig(map[string]any{"pool_size": 1})
+			return err
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +185,8 @@ pools:
     heartbeat: {ping_interval_ms: 900}
 `)
 	a, b := c.Pools[0].Heartbeat, c.Pools[1].Heartbeat
-	if a.PingInterval != 500*time.Millisecond || a.Dependent || b.PingInterval != 900*time.Millisecond || b.Dependent {
+	if a.PingInterval != 500*time.Millisecond || a.Dependent ||
+		b.PingInterval != 900*time.Millisecond || b.Dependent {
 		t.Fatalf("heartbeats a=%+v b=%+v, want 500ms/900ms and dependent false in both", a, b)
 	}
 }
@@ -207,7 +211,8 @@ func TestLegacyPoolSizePrecedence(t *testing.T) {
 }
 
 func TestGetPoolConfig(t *testing.T) {
-	c := parsePools(t, "pools: [{name: default}, {name: hpc, worker_profile: thread, threads_per_worker: 16}]")
+	c := parsePools(t,
+		"pools: [{name: default}, {name: hpc, worker_profile: thread, threads_per_worker: 16}]")
 	cases := []struct {
 		name    string
 		pool    string
@@ -263,9 +268,11 @@ func TestNormalizeAndValidateMaps(t *testing.T) {
 		validErr string
 	}{
 		{"good", map[string]any{"name": "a", "pool_size": 2}, "", ""},
-		{"unknown key", map[string]any{"name": "a", "colour": "red"}, "unknown key colour", "unknown key colour"},
+		{"unknown key", map[string]any{"name": "a", "colour": "red"},
+			"unknown key colour", "unknown key colour"},
 		{"wrong type", map[string]any{"name": "a", "pool_size": "many"}, "many", "many"},
-		{"out of range only fails validation", map[string]any{"name": "a", "pool_size": 0}, "", "pool_size"},
+		{"out of range only fails validation", map[string]any{"name": "a", "pool_size": 0}, "",
+			"pool_size"},
 		{"bad profile only fails validation", map[string]any{"name": "a", "worker_profile": "fork"}, "",
 			"worker_profile"},
 	}

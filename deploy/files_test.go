@@ -193,10 +193,12 @@ func comparePermissions(t *testing.T, user string, conf *server.Permissions, hel
 		return
 	}
 	if !slices.Equal(conf.Publish.Allow, helm.Publish.Allow) {
-		t.Errorf("user %s publish: accounts.conf %v, nats-values.yaml %v", user, conf.Publish.Allow, helm.Publish.Allow)
+		t.Errorf("user %s publish: accounts.conf %v, nats-values.yaml %v",
+			user, conf.Publish.Allow, helm.Publish.Allow)
 	}
 	if !slices.Equal(conf.Subscribe.Allow, helm.Subscribe.Allow) {
-		t.Errorf("user %s subscribe: accounts.conf %v, nats-values.yaml %v", user, conf.Subscribe.Allow, helm.Subscribe.Allow)
+		t.Errorf("user %s subscribe: accounts.conf %v, nats-values.yaml %v",
+			user, conf.Subscribe.Allow, helm.Subscribe.Allow)
 	}
 	if (conf.Response == nil) != (helm.Responses == nil) {
 		t.Errorf("user %s: allow_responses in one file only", user)
@@ -205,7 +207,8 @@ func comparePermissions(t *testing.T, user string, conf *server.Permissions, hel
 	if conf.Response != nil {
 		exp, _ := time.ParseDuration(helm.Responses.Expires)
 		if conf.Response.MaxMsgs != helm.Responses.Max || conf.Response.Expires != exp {
-			t.Errorf("user %s allow_responses: accounts.conf %+v, nats-values.yaml %+v", user, conf.Response, helm.Responses)
+			t.Errorf("user %s allow_responses: accounts.conf %+v, nats-values.yaml %+v",
+				user, conf.Response, helm.Responses)
 		}
 	}
 }

@@ -36,13 +36,17 @@ func TestDecodeRequest(t *testing.T) {
 			func(r *schemas.Request) bool { return string(r.Args) == `{"n": 9007199254740993}` }},
 		{"array refused", msg("snakepit.p.exec.echo", `[1]`), schemas.ReasonBadArguments, nil},
 		{"broken JSON refused", msg("snakepit.p.exec.echo", `{"a":`), schemas.ReasonBadArguments, nil},
-		{"not UTF-8 refused", msg("snakepit.p.exec.echo", "{\"a\":\"\xff\"}"), schemas.ReasonBadArguments, nil},
-		{"raw bytes pass", msg("snakepit.p.exec.echo", "\xff\x00", HeaderContentType, ContentTypeOctetStream), "",
+		{"not UTF-8 refused", msg("snakepit.p.exec.echo", "{\"a\":\"\xff\"}"),
+			schemas.ReasonBadArguments, nil},
+		{"raw bytes pass",
+			msg("snakepit.p.exec.echo", "\xff\x00", HeaderContentType, ContentTypeOctetStream), "",
 			func(r *schemas.Request) bool { return r.Raw && string(r.Args) == "\xff\x00" }},
 		{"timeout sets the deadline", msg("snakepit.p.exec.ping", "", HeaderTimeout, "250"), "",
 			func(r *schemas.Request) bool { return r.Deadline.Equal(now.Add(250 * time.Millisecond)) }},
-		{"bad timeout", msg("snakepit.p.exec.ping", "", HeaderTimeout, "-1"), schemas.ReasonInvalidRequest, nil},
-		{"bad queue timeout", msg("snakepit.p.exec.ping", "", HeaderQueueTimeout, "x"), schemas.ReasonInvalidRequest, nil},
+		{"bad timeout", msg("snakepit.p.exec.ping", "", HeaderTimeout, "-1"),
+			schemas.ReasonInvalidRequest, nil},
+		{"bad queue timeout", msg("snakepit.p.exec.ping", "", HeaderQueueTimeout, "x"),
+			schemas.ReasonInvalidRequest, nil},
 		{"session kept", msg("snakepit.p.exec.ping", "", HeaderSession, "user 42@example.com"), "",
 			func(r *schemas.Request) bool { return r.SessionID == "user 42@example.com" }},
 		{"session too long", msg("snakepit.p.exec.ping", "", HeaderSession, strings.Repeat("x", 257)),
@@ -75,9 +79,11 @@ func TestDecodeStreamOptions(t *testing.T) {
 		bad     bool
 	}{
 		{"defaults", nil, streamOptions{window: DefaultWindow, idle: DefaultStreamIdle}, false},
-		{"no flow control", []string{HeaderWindow, "0"}, streamOptions{window: 0, idle: DefaultStreamIdle}, false},
+		{"no flow control", []string{HeaderWindow, "0"},
+			streamOptions{window: 0, idle: DefaultStreamIdle}, false},
 		{"all set", []string{HeaderWindow, "8", HeaderKeepalive, "100", HeaderIdleTimeout, "900"},
-			streamOptions{window: 8, keepalive: 100 * time.Millisecond, idle: 900 * time.Millisecond}, false},
+			streamOptions{window: 8, keepalive: 100 * time.Millisecond,
+				idle: 900 * time.Millisecond}, false},
 		{"window too big", []string{HeaderWindow, "99999"}, streamOptions{}, true},
 		{"idle zero", []string{HeaderIdleTimeout, "0"}, streamOptions{}, true},
 	}
@@ -92,8 +98,9 @@ func TestDecodeStreamOptions(t *testing.T) {
 }
 
 func TestErrorReply(t *testing.T) {
-	e := schemas.NewError(schemas.CategoryWorker, schemas.ReasonPythonException, "line one\r\nline two").
-		WithDetail("worker_id", "w-1")
+	e := schemas.NewError(
+		schemas.CategoryWorker, schemas.ReasonPythonException, "line one\r\nline two",
+	).WithDetail("worker_id", "w-1")
 	m := errorMsg("inbox", "r-1", e)
 	want := map[string]string{
 		HeaderError: "worker", HeaderServiceErrorCode: "500", HeaderServiceError: "line one  line two",

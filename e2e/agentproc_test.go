@@ -148,7 +148,8 @@ func (a *agentProc) workerPIDs(t *testing.T) []int {
 // busy and has started a child of its own; 2 s later no process of that agent
 // exists.
 func TestKilledAgentLeavesNoProcess(t *testing.T) {
-	a := startAgentProc(t, "pools:\n  - name: default\n    pool_size: 3\n    startup_batch_delay_ms: 0\n", "")
+	a := startAgentProc(t,
+		"pools:\n  - name: default\n    pool_size: 3\n    startup_batch_delay_ms: 0\n", "")
 	var children []int
 	for range 3 {
 		v, err := a.client.Execute(t.Context(), "default", "spawn_child", map[string]int{"seconds": 120})
@@ -188,15 +189,17 @@ func TestKilledAgentLeavesNoProcess(t *testing.T) {
 // within the grace.
 func TestSIGTERMFinishesRunningAndAnswersQueued(t *testing.T) {
 	const grace = 10 * time.Second
-	a := startAgentProc(t, "pools:\n  - name: default\n    pool_size: 4\n    startup_batch_delay_ms: 0\n"+
-		"    shutdown_grace_ms: 10000\n", "")
+	a := startAgentProc(t,
+		"pools:\n  - name: default\n    pool_size: 4\n    startup_batch_delay_ms: 0\n"+
+			"    shutdown_grace_ms: 10000\n", "")
 	type outcome struct {
 		err     error
 		running bool
 	}
 	results := make(chan outcome, 14)
 	call := func(running bool, command string, args any) {
-		_, err := a.client.Execute(t.Context(), "default", command, args, dispatch.WithTimeout(30*time.Second))
+		_, err := a.client.Execute(t.Context(), "default", command, args,
+			dispatch.WithTimeout(30*time.Second))
 		results <- outcome{err, running}
 	}
 	for range 4 {
@@ -240,7 +243,8 @@ func TestSIGTERMFinishesRunningAndAnswersQueued(t *testing.T) {
 // TestSecondSignalStopsAtOnce: a second SIGTERM during the grace stops the
 // agent without waiting for running requests.
 func TestSecondSignalStopsAtOnce(t *testing.T) {
-	a := startAgentProc(t, "pools:\n  - name: default\n    pool_size: 2\n    startup_batch_delay_ms: 0\n", "")
+	a := startAgentProc(t,
+		"pools:\n  - name: default\n    pool_size: 2\n    startup_batch_delay_ms: 0\n", "")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	for range 2 {
@@ -250,7 +254,9 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "2 requests running", func() bool { return a.stats(t).Busy == 2 })
 	a.signal(t, syscall.SIGTERM)
-	eventually(t, 5*time.Second, "agent stopping", func() bool { return a.logs.count(`"agent stopping"`) > 0 })
+	eventually(t, 5*time.Second, "agent stopping", func() bool {
+		return a.logs.count(`"agent stopping"`) > 0
+	})
 	again := time.Now()
 	a.signal(t, syscall.SIGTERM)
 	select {
@@ -270,11 +276,12 @@ func TestLeftoversOfPreviousRunAreEnded(t *testing.T) {
 	otherWorker := other.workerPIDs(t)[0]
 
 	stateDir := t.TempDir()
-	first := startAgentProc(t, "pools:\n  - name: default\n    pool_size: 2\n    startup_batch_delay_ms: 0\n",
-		stateDir)
+	first := startAgentProc(t,
+		"pools:\n  - name: default\n    pool_size: 2\n    startup_batch_delay_ms: 0\n", stateDir)
 	var children []int
 	for range 2 {
-		v, err := first.client.Execute(t.Context(), "default", "spawn_child", map[string]int{"seconds": 120})
+		v, err := first.client.Execute(t.Context(), "default", "spawn_child",
+			map[string]int{"seconds": 120})
 		if err != nil {
 			t.Fatalf("spawn_child: %v", err)
 		}
@@ -287,7 +294,9 @@ func TestLeftoversOfPreviousRunAreEnded(t *testing.T) {
 	}
 	first.signal(t, syscall.SIGKILL)
 	<-first.exited
-	eventually(t, 2*time.Second, "workers gone", func() bool { return !alive(workers[0]) && !alive(workers[1]) })
+	eventually(t, 2*time.Second, "workers gone", func() bool {
+		return !alive(workers[0]) && !alive(workers[1])
+	})
 	for _, pid := range children {
 		if !alive(pid) {
 			t.Fatalf("child %d died with its agent; the test needs a leftover", pid)
@@ -350,7 +359,8 @@ func forgeRecord(t *testing.T, stateDir string, pid int) {
 	f := statFields(pid)
 	start, _ := strconv.ParseUint(f[19], 10, 64)
 	b, _ := json.Marshal(map[string]any{"pid": pid, "start": start, "worker_id": "forged"})
-	if err := os.WriteFile(filepath.Join(stateDir, "workers", strconv.Itoa(pid)+".json"), b, 0o644); err != nil {
+	record := filepath.Join(stateDir, "workers", strconv.Itoa(pid)+".json")
+	if err := os.WriteFile(record, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

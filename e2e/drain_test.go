@@ -33,7 +33,8 @@ func TestAgentsAndDrain(t *testing.T) {
 	running := make(chan error, 1)
 	go func() {
 		msgCtx := ctxTimeout(t, 10*time.Second)
-		_, err := b.client.Call(msgCtx, "default", "long_running_task", map[string]float64{"seconds": 0.5})
+		_, err := b.client.Call(msgCtx, "default", "long_running_task",
+			map[string]float64{"seconds": 0.5})
 		running <- err
 	}()
 	eventually(t, 5*time.Second, "request running", func() bool {
@@ -56,18 +57,20 @@ func TestAgentsAndDrain(t *testing.T) {
 		t.Fatalf("Agents() after drain = %v, want keep alone", agents)
 	}
 	// The drained agent's session moves on its next call: hint re-leases it.
-	r, err := a.client.Call(t.Context(), "default", "process", nil, dispatch.WithSession(session.Session))
+	r, err := a.client.Call(t.Context(), "default", "process", nil,
+		dispatch.WithSession(session.Session))
 	if err != nil {
 		t.Fatalf("session call after drain: %v", err)
 	}
 	var got processResult
 	_ = json.Unmarshal(r.Data, &got)
 	if !r.SessionReset || got.Count != 1 {
-		t.Fatalf("session after drain = %s reset %v, want count 1 with Snakepit-Session-Reset", r.Data, r.SessionReset)
+		t.Fatalf("session after drain = %s reset %v, want count 1 with Snakepit-Session-Reset",
+			r.Data, r.SessionReset)
 	}
 	// A strict session of the drained agent says its state is gone.
-	_, err = a.client.Call(t.Context(), "default", "process", nil, dispatch.WithSession(strict.Session),
-		dispatch.WithAffinity("strict_queue"))
+	_, err = a.client.Call(t.Context(), "default", "process", nil,
+		dispatch.WithSession(strict.Session), dispatch.WithAffinity("strict_queue"))
 	if !errors.Is(err, &dispatch.Error{Category: "pool", Reason: "session_worker_unavailable"}) {
 		t.Fatalf("strict call after drain = %v, want pool/session_worker_unavailable", err)
 	}

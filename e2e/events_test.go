@@ -29,15 +29,19 @@ func TestPoolEmitsLifecycleEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func(name string) int { mu.Lock(); defer mu.Unlock(); return len(seen[name]) }
-	eventually(t, 10*time.Second, "worker restarted", func() bool { return count(agent.EventWorkerStarted) >= 2 })
+	eventually(t, 10*time.Second, "worker restarted", func() bool {
+		return count(agent.EventWorkerStarted) >= 2
+	})
 
 	mu.Lock()
 	defer mu.Unlock()
 	exited, restarting := seen[agent.EventWorkerExited], seen[agent.EventWorkerRestarting]
-	if len(exited) < 1 || exited[0]["pid"] != int(pid) || exited[0]["signal"] != "killed" || exited[0]["pool"] != "events" {
+	if len(exited) < 1 || exited[0]["pid"] != int(pid) || exited[0]["signal"] != "killed" ||
+		exited[0]["pool"] != "events" {
 		t.Fatalf("exited events = %v, want pool events pid %d killed", exited, pid)
 	}
-	if len(restarting) < 1 || restarting[0]["reason"] != "crashed" || restarting[0]["worker_id"] != "events-1@events-agent" {
+	if len(restarting) < 1 || restarting[0]["reason"] != "crashed" ||
+		restarting[0]["worker_id"] != "events-1@events-agent" {
 		t.Fatalf("restarting events = %v, want events-1@events-agent crashed", restarting)
 	}
 }

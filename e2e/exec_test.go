@@ -32,7 +32,8 @@ func TestExecute(t *testing.T) {
 	})
 
 	t.Run("echo keeps values exact", func(t *testing.T) {
-		in := `{"n": 9007199254740993, "s": "h\u00e9llo \u2713", "f": 0.1, "z": null, "big": 123456789012345678901234567890}`
+		in := `{"n": 9007199254740993, "s": "h\u00e9llo \u2713", "f": 0.1, "z": null, ` +
+			`"big": 123456789012345678901234567890}`
 		r, err := f.client.Call(ctx, "default", "echo", json.RawMessage(in))
 		if err != nil {
 			t.Fatalf("Call(echo) error = %v", err)
@@ -105,8 +106,10 @@ func TestErrors(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("Call(%s, %s) error = %v, want *dispatch.Error", tc.command, tc.body, err)
 			}
-			if e.Category != tc.category || e.Reason != tc.reason || !bytes.Contains([]byte(e.Message), []byte(tc.contains)) {
-				t.Fatalf("Call(%s) = %+v, want %s/%s mentioning %q", tc.command, e, tc.category, tc.reason, tc.contains)
+			if e.Category != tc.category || e.Reason != tc.reason ||
+				!bytes.Contains([]byte(e.Message), []byte(tc.contains)) {
+				t.Fatalf("Call(%s) = %+v, want %s/%s mentioning %q",
+					tc.command, e, tc.category, tc.reason, tc.contains)
 			}
 		})
 	}
@@ -117,7 +120,8 @@ func TestErrors(t *testing.T) {
 		if !errors.As(err, &e) || e.Details["type"] != "ValueError" {
 			t.Fatalf("Call(fail) = %v, want details.type ValueError", err)
 		}
-		if tb, _ := e.Details["traceback"].(string); !bytes.Contains([]byte(tb), []byte("ValueError: boom")) {
+		tb, _ := e.Details["traceback"].(string)
+		if !bytes.Contains([]byte(tb), []byte("ValueError: boom")) {
 			t.Fatalf("Call(fail) traceback = %q, want it to end in ValueError: boom", tb)
 		}
 	})
@@ -218,10 +222,13 @@ func TestQueueBounds(t *testing.T) {
 	// One request holds the only worker.
 	busy := make(chan error, 1)
 	go func() {
-		_, err := f.client.Execute(ctx, "default", "long_running_task", map[string]float64{"seconds": 1.5})
+		_, err := f.client.Execute(ctx, "default", "long_running_task",
+			map[string]float64{"seconds": 1.5})
 		busy <- err
 	}()
-	eventually(t, 5*time.Second, "worker busy", func() bool { return f.host.Agent().Pools()[0].Stats().Busy == 1 })
+	eventually(t, 5*time.Second, "worker busy", func() bool {
+		return f.host.Agent().Pools()[0].Stats().Busy == 1
+	})
 
 	// The next waits in the queue; while it waits, one more is refused at once.
 	var wg sync.WaitGroup
@@ -231,7 +238,9 @@ func TestQueueBounds(t *testing.T) {
 		defer wg.Done()
 		_, queuedErr = f.client.Execute(ctx, "default", "ping", nil)
 	}()
-	eventually(t, 5*time.Second, "request queued", func() bool { return f.host.Agent().Pools()[0].Stats().Queued == 1 })
+	eventually(t, 5*time.Second, "request queued", func() bool {
+		return f.host.Agent().Pools()[0].Stats().Queued == 1
+	})
 	began := time.Now()
 	_, err := f.client.Execute(ctx, "default", "ping", nil)
 	if !errors.Is(err, &dispatch.Error{Category: "pool", Reason: "pool_saturated"}) {
@@ -261,7 +270,9 @@ func TestExpiredDeadlineIsNeverStarted(t *testing.T) {
 		_, err := f.client.Execute(ctx, "default", "long_running_task", map[string]float64{"seconds": 1})
 		busy <- err
 	}()
-	eventually(t, 5*time.Second, "worker busy", func() bool { return f.host.Agent().Pools()[0].Stats().Busy == 1 })
+	eventually(t, 5*time.Second, "worker busy", func() bool {
+		return f.host.Agent().Pools()[0].Stats().Busy == 1
+	})
 
 	// A caller that gives the agent 200 ms waits behind the busy worker; its
 	// request must be dropped, not run after its caller left.
@@ -331,7 +342,8 @@ func TestKilledWorkerGetsNewPID(t *testing.T) {
 	}
 	now := pool.Workers()[0]
 	if now.Id != old.Id || now.Pid == old.Pid || now.Incarnation != old.Incarnation+1 {
-		t.Fatalf("worker after kill -9 = %v, want %s with a new pid and incarnation %d", now, old.Id, old.Incarnation+1)
+		t.Fatalf("worker after kill -9 = %v, want %s with a new pid and incarnation %d",
+			now, old.Id, old.Incarnation+1)
 	}
 	if st := pool.Stats(); st.Restarts != 1 {
 		t.Fatalf("restarts = %d, want 1", st.Restarts)

@@ -137,7 +137,8 @@ func TestSaturatedFleetAnswersAtOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = a.client.Call(t.Context(), "default", "long_running_task", map[string]float64{"seconds": 2})
+			_, _ = a.client.Call(t.Context(), "default", "long_running_task",
+				map[string]float64{"seconds": 2})
 		}()
 		deadline := time.Now().Add(time.Second)
 		for !full() && time.Now().Before(deadline) && a.host.Agent().Pools()[0].Stats().Requests+

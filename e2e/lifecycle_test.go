@@ -69,7 +69,8 @@ func TestAwaitReadyNamesWhatIsMissing(t *testing.T) {
 	if !errors.As(err, &e) || e.Category != "timeout" || e.Reason != dispatch.ReasonNotReady {
 		t.Fatalf("AwaitReady(absent) = %v, want timeout/%s", err, dispatch.ReasonNotReady)
 	}
-	if !strings.Contains(e.Message, "pool absent: no agent serves it") || strings.Contains(e.Message, "pool default") {
+	if !strings.Contains(e.Message, "pool absent: no agent serves it") ||
+		strings.Contains(e.Message, "pool default") {
 		t.Fatalf("AwaitReady(absent) message = %q, want only pool absent named", e.Message)
 	}
 }
@@ -90,7 +91,8 @@ func TestStartErrorNamesPoolAdapterAndOutput(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Fatalf("host.Start = %v, want an *agent.StartError", err)
 	}
-	if se.Pool != "broken" || se.Adapter != p.AdapterModule || !strings.Contains(se.Output, "ModuleNotFoundError") {
+	if se.Pool != "broken" || se.Adapter != p.AdapterModule ||
+		!strings.Contains(se.Output, "ModuleNotFoundError") {
 		t.Fatalf("StartError = pool %q adapter %q output %q; want broken, %s, a ModuleNotFoundError",
 			se.Pool, se.Adapter, se.Output, p.AdapterModule)
 	}
@@ -120,7 +122,8 @@ func TestHeartbeatKillsHungWorker(t *testing.T) {
 	pool := f.host.Agent().Pools()[0]
 
 	began := time.Now()
-	_, err := f.client.Execute(t.Context(), "default", "hang", nil, dispatch.WithTimeout(20*time.Second))
+	_, err := f.client.Execute(t.Context(), "default", "hang", nil,
+		dispatch.WithTimeout(20*time.Second))
 	took := time.Since(began)
 	var e *dispatch.Error
 	if !errors.As(err, &e) || e.Category != "worker" || e.Reason != schemas.ReasonWorkerHung {
@@ -148,7 +151,8 @@ func TestHeartbeatKillsHungWorker(t *testing.T) {
 // timeouts but releases the GIL keeps answering PINGs and is not touched.
 func TestHeartbeatLeavesLongComputationAlone(t *testing.T) {
 	f := startFleet(t, heartbeatPool(1))
-	v, err := f.client.Execute(t.Context(), "default", "sleep_release", map[string]float64{"seconds": 3})
+	v, err := f.client.Execute(t.Context(), "default", "sleep_release",
+		map[string]float64{"seconds": 3})
 	if err != nil {
 		t.Fatalf("sleep_release 3s with a 1s heartbeat timeout: %v", err)
 	}
@@ -211,18 +215,24 @@ func TestRecycleByMaxRequests(t *testing.T) {
 			t.Errorf("worker pid %d served %d requests, want at most 5", pid, n)
 		}
 	}
-	eventually(t, 10*time.Second, "10 recycles counted", func() bool { return pool.Stats().Recycles == 10 })
+	eventually(t, 10*time.Second, "10 recycles counted", func() bool {
+		return pool.Stats().Recycles == 10
+	})
 	st := pool.Stats()
 	t.Logf("50 requests on %d worker processes; stats: %d requests, %d errors, %d recycles, %d restarts",
 		len(served), st.Requests, st.Errors, st.Recycles, st.Restarts)
 	if len(served) != 10 || st.Errors != 0 || st.Restarts != 0 {
-		t.Fatalf("%d processes served, %d errors, %d restarts; want 10, 0, 0", len(served), st.Errors, st.Restarts)
+		t.Fatalf("%d processes served, %d errors, %d restarts; want 10, 0, 0",
+			len(served), st.Errors, st.Restarts)
 	}
 	recs := logs.records("worker recycled: the replacement serves, the old worker finishes its requests and stops")
 	if len(recs) != 10 || recs[0]["reason"] != "worker_max_requests" {
-		t.Fatalf("recycle log lines = %d (first %v), want 10 with reason worker_max_requests", len(recs), recs)
+		t.Fatalf("recycle log lines = %d (first %v), want 10 with reason worker_max_requests",
+			len(recs), recs)
 	}
-	eventually(t, 10*time.Second, "2 workers available", func() bool { return pool.Stats().Available == 2 })
+	eventually(t, 10*time.Second, "2 workers available", func() bool {
+		return pool.Stats().Available == 2
+	})
 }
 
 // TestRecycleByTTLKeepsCapacity: a worker past worker_ttl is replaced while
@@ -269,7 +279,8 @@ func TestCrashLoopIsReported(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "worker in crash_loop", func() bool {
 		reports, err := f.client.Reports(t.Context(), true)
-		return err == nil && len(reports[0].Workers) == 1 && reports[0].Workers[0].State == agent.StateCrashLoop
+		return err == nil && len(reports[0].Workers) == 1 &&
+			reports[0].Workers[0].State == agent.StateCrashLoop
 	})
 	st := pool.Stats()
 	if st.CrashLooping != 1 || st.Restarts < 5 {
@@ -326,7 +337,8 @@ func TestOutputIsDrained(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := f.client.Execute(t.Context(), "default", "write_output",
-				map[string]int{"stdout_bytes": size, "stderr_bytes": size}, dispatch.WithTimeout(30*time.Second))
+				map[string]int{"stdout_bytes": size, "stderr_bytes": size},
+				dispatch.WithTimeout(30*time.Second))
 			if err != nil {
 				t.Errorf("write_output of %d bytes to each stream: %v", size, err)
 			}
@@ -340,7 +352,8 @@ func TestOutputIsDrained(t *testing.T) {
 	stdout := `"message":"` + strings.Repeat("o", 79) + `"`
 	stderr := `"message":"` + strings.Repeat("e", 79) + `"`
 	eventually(t, 10*time.Second, "every line logged", func() bool {
-		return logs.count(`"stream":"stdout"`, stdout) == want && logs.count(`"stream":"stderr"`, stderr) == want
+		return logs.count(`"stream":"stdout"`, stdout) == want &&
+			logs.count(`"stream":"stderr"`, stderr) == want
 	})
 	fields := []string{`"pool":"default"`, `"worker_id":"default-`, `"pid":`}
 	if n := logs.count(append(fields, stderr)...); n != want {
@@ -411,7 +424,9 @@ func TestThreadSafetyChecksRefuseAdapter(t *testing.T) {
 // declared thread safe is offered one request at a time.
 func TestCapacityStrategyProfile(t *testing.T) {
 	p := fixturePool(t, "default", "lifecycle_fixtures:NotThreadSafe", 1)
-	p.WorkerProfile, p.ThreadsPerWorker, p.CapacityStrategy = config.ProfileThread, 4, config.CapacityProfile
+	p.WorkerProfile = config.ProfileThread
+	p.ThreadsPerWorker = 4
+	p.CapacityStrategy = config.CapacityProfile
 	f := startFleet(t, p)
 	began := time.Now()
 	runConcurrently(t, f, 2, "nap", map[string]float64{"seconds": 0.5})
@@ -432,7 +447,8 @@ func TestCleanupEndsEveryWorker(t *testing.T) {
 	}
 	long := make(chan error, 1)
 	go func() {
-		_, err := f.client.Execute(t.Context(), "default", "long_running_task", map[string]float64{"seconds": 30})
+		_, err := f.client.Execute(t.Context(), "default", "long_running_task",
+			map[string]float64{"seconds": 30})
 		long <- err
 	}()
 	eventually(t, 5*time.Second, "one worker busy", func() bool { return pool.Stats().Busy == 1 })

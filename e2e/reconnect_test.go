@@ -64,9 +64,11 @@ func TestAgentRidesThroughServerRestart(t *testing.T) {
 			ns.WaitForShutdown()
 			// While the server is down a call fails within its timeout, never hangs.
 			began := time.Now()
-			_, err := f.client.Execute(t.Context(), "default", "ping", nil, dispatch.WithTimeout(300*time.Millisecond))
+			_, err := f.client.Execute(t.Context(), "default", "ping", nil,
+				dispatch.WithTimeout(300*time.Millisecond))
 			if err == nil || time.Since(began) > 2*time.Second {
-				t.Fatalf("call with the server down = %v after %v, want an error within its timeout", err, time.Since(began))
+				t.Fatalf("call with the server down = %v after %v, want an error within its timeout",
+					err, time.Since(began))
 			}
 			if f.host.Health().NATSConnected {
 				t.Fatal("health says connected while the server is down")
@@ -78,7 +80,8 @@ func TestAgentRidesThroughServerRestart(t *testing.T) {
 
 			restarted := time.Now()
 			eventually(t, 15*time.Second, "agent serving again", func() bool {
-				_, err := f.client.Execute(t.Context(), "default", "ping", nil, dispatch.WithTimeout(500*time.Millisecond))
+				_, err := f.client.Execute(t.Context(), "default", "ping", nil,
+					dispatch.WithTimeout(500*time.Millisecond))
 				return err == nil
 			})
 			eventually(t, 15*time.Second, "sessions working again", func() bool {

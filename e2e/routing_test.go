@@ -58,7 +58,8 @@ func TestRestartedAgentDoesNotReviveSessions(t *testing.T) {
 	}
 	got, r := process(t, c, "again")
 	if !r.SessionReset || got.Count != 1 {
-		t.Fatalf("hint call after the restart = %+v reset %v, want count 1 with a reset", got, r.SessionReset)
+		t.Fatalf("hint call after the restart = %+v reset %v, want count 1 with a reset",
+			got, r.SessionReset)
 	}
 }
 
@@ -130,8 +131,11 @@ func TestUnackedStreamEndsAtItsTimeout(t *testing.T) {
 	}
 	pool := f.host.Agent().Pools()[0]
 	eventually(t, 5*time.Second, "stream running", func() bool { return pool.Stats().Busy == 1 })
-	eventually(t, 5*time.Second, "worker free again", func() bool { return pool.Stats().Available == 1 })
-	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, dispatch.WithTimeout(2*time.Second)); err != nil {
+	eventually(t, 5*time.Second, "worker free again", func() bool {
+		return pool.Stats().Available == 1
+	})
+	timeout := dispatch.WithTimeout(2 * time.Second)
+	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, timeout); err != nil {
 		t.Fatalf("ping after the stream's timeout: %v", err)
 	}
 }

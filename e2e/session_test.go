@@ -37,9 +37,12 @@ type processResult struct {
 	Session  string `json:"session_id"`
 }
 
-func process(t *testing.T, c *dispatch.Client, session string, opts ...dispatch.CallOption) (processResult, *dispatch.Reply) {
+func process(
+	t *testing.T, c *dispatch.Client, session string, opts ...dispatch.CallOption,
+) (processResult, *dispatch.Reply) {
 	t.Helper()
-	r, err := c.Call(t.Context(), "default", "process", nil, append(opts, dispatch.WithSession(session))...)
+	r, err := c.Call(t.Context(), "default", "process", nil,
+		append(opts, dispatch.WithSession(session))...)
 	if err != nil {
 		t.Fatalf("process in session %q: %v", session, err)
 	}
@@ -196,7 +199,8 @@ func TestSessionWorkerKilled(t *testing.T) {
 	}
 	got, r := process(t, f.client, session, dispatch.WithAffinity("hint"))
 	if !r.SessionReset || got.Count != 1 {
-		t.Fatalf("hint call after kill -9 = %+v reset %v, want count 1 and Snakepit-Session-Reset", got, r.SessionReset)
+		t.Fatalf("hint call after kill -9 = %+v reset %v, want count 1 and Snakepit-Session-Reset",
+			got, r.SessionReset)
 	}
 	again, r := process(t, f.client, session)
 	if r.SessionReset || again.Count != 2 || again.WorkerID != got.WorkerID {
@@ -212,8 +216,8 @@ func TestSessionBusyWorkerModes(t *testing.T) {
 	// Keep the leased worker busy inside the session.
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.client.Call(t.Context(), "default", "long_running_task", map[string]float64{"seconds": 1.5},
-			dispatch.WithSession(session))
+		_, err := f.client.Call(t.Context(), "default", "long_running_task",
+			map[string]float64{"seconds": 1.5}, dispatch.WithSession(session))
 		done <- err
 	}()
 	pool := f.host.Agent().Pools()[0]
@@ -263,7 +267,8 @@ func TestSessionIDs(t *testing.T) {
 		if got.Session != id || got.Count != 1 {
 			t.Errorf("session %q = %+v, want its own count 1", id, got)
 		}
-		if pool, back, err := sessions.ParseKey(sessions.Key("default", id)); err != nil || back != id || pool != "default" {
+		pool, back, err := sessions.ParseKey(sessions.Key("default", id))
+		if err != nil || back != id || pool != "default" {
 			t.Errorf("ParseKey(Key(%q)) = %q, %q, %v", id, pool, back, err)
 		}
 	}
@@ -314,5 +319,6 @@ func TestSessionCallCost(t *testing.T) {
 	if len(workers) != 1 {
 		t.Fatalf("session calls ran on %d workers, want 1", len(workers))
 	}
-	t.Logf("p50 plain call %v, session call %v (ratio %.2f)", plain, session, float64(session)/float64(plain))
+	t.Logf("p50 plain call %v, session call %v (ratio %.2f)",
+		plain, session, float64(session)/float64(plain))
 }

@@ -156,18 +156,20 @@ func TestStreamCancelRunsFinallyAndFreesWorker(t *testing.T) {
 	f := startFleet(t, p)
 
 	var seen int
-	err := f.client.ExecuteStream(t.Context(), "default", "infinite_stream", nil, func(c *dispatch.Chunk) error {
-		seen++
-		if seen == 10 {
-			return dispatch.ErrHalt
-		}
-		return nil
-	})
+	err := f.client.ExecuteStream(t.Context(), "default", "infinite_stream", nil,
+		func(c *dispatch.Chunk) error {
+			seen++
+			if seen == 10 {
+				return dispatch.ErrHalt
+			}
+			return nil
+		})
 	if err != nil || seen != 10 {
 		t.Fatalf("ExecuteStream = %v after %d chunks, want nil after 10", err, seen)
 	}
+	timeout := dispatch.WithTimeout(time.Second)
 	began := time.Now()
-	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, dispatch.WithTimeout(time.Second)); err != nil {
+	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, timeout); err != nil {
 		t.Fatalf("ping after cancel: %v", err)
 	}
 	t.Logf("ping answered %v after the cancel", time.Since(began))
@@ -196,7 +198,8 @@ func TestStreamCallbackErrorIsReturned(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("ExecuteStream error = %v, want the callback's", err)
 	}
-	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, dispatch.WithTimeout(2*time.Second)); err != nil {
+	timeout := dispatch.WithTimeout(2 * time.Second)
+	if _, err := f.client.Execute(t.Context(), "default", "ping", nil, timeout); err != nil {
 		t.Fatalf("ping after callback error: %v", err)
 	}
 }

@@ -64,7 +64,8 @@ func TestKeyTTLAndCompareAndSwap(t *testing.T) {
 	if _, err := kv.Create(ctx, "k", []byte("v2"), time.Second); !errors.Is(err, ErrKeyExists) {
 		t.Fatalf("second Create = %v, want ErrKeyExists", err)
 	}
-	if _, err := kv.Update(ctx, "k", []byte("v2"), rev+100, time.Second); !errors.Is(err, ErrRevisionMismatch) {
+	_, err = kv.Update(ctx, "k", []byte("v2"), rev+100, time.Second)
+	if !errors.Is(err, ErrRevisionMismatch) {
 		t.Fatalf("Update at a wrong revision = %v, want ErrRevisionMismatch", err)
 	}
 	// Renewals keep the key alive past its first TTL; then it expires and the

@@ -197,10 +197,13 @@ func TestOptionsErrors(t *testing.T) {
 		want  error
 		names []string // what the message must mention
 	}{
-		{"user without password", Flags{User: "a"}, ErrBadSetting, []string{"--nats-user", "--nats-password"}},
+		{"user without password", Flags{User: "a"}, ErrBadSetting,
+			[]string{"--nats-user", "--nats-password"}},
 		{"password without user", Flags{Password: "p"}, ErrBadSetting, []string{"--nats-password"}},
-		{"token and user", Flags{User: "a", Password: "p", Token: "t"}, ErrBadSetting, []string{"--nats-token"}},
-		{"nkey and creds", Flags{NKeySeed: junk, Creds: junk}, ErrBadSetting, []string{"--nats-nkey", "--nats-creds"}},
+		{"token and user", Flags{User: "a", Password: "p", Token: "t"}, ErrBadSetting,
+			[]string{"--nats-token"}},
+		{"nkey and creds", Flags{NKeySeed: junk, Creds: junk}, ErrBadSetting,
+			[]string{"--nats-nkey", "--nats-creds"}},
 		{"cert without key", Flags{Cert: junk}, ErrBadSetting, []string{"--nats-cert", "--nats-key"}},
 		{"missing CA", Flags{CA: missing}, ErrBadFile, []string{"--nats-ca", missing}},
 		{"CA without PEM", Flags{CA: junk}, ErrBadFile, []string{"--nats-ca", junk}},
@@ -208,7 +211,8 @@ func TestOptionsErrors(t *testing.T) {
 		{"bad seed", Flags{NKeySeed: junk}, ErrBadFile, []string{"--nats-nkey", junk}},
 		{"missing creds", Flags{Creds: missing}, ErrBadFile, []string{"--nats-creds", missing}},
 		{"creds without JWT", Flags{Creds: junk}, ErrBadFile, []string{"--nats-creds", junk}},
-		{"missing cert", Flags{Cert: missing, Key: missing}, ErrBadFile, []string{"--nats-cert", missing}},
+		{"missing cert", Flags{Cert: missing, Key: missing}, ErrBadFile,
+			[]string{"--nats-cert", missing}},
 		{"inbox wildcard", Flags{InboxPrefix: "_INBOX.>"}, ErrBadSetting, []string{"--inbox-prefix"}},
 	}
 	for _, tc := range cases {

@@ -31,9 +31,12 @@ var frameVectors = []struct {
 			"7b226d657373616765223a226869227d",
 	},
 	{
-		name:  "raw result",
-		frame: Frame{Kind: KindResult, Flags: FlagRaw, ID: 7, Meta: []byte{}, Body: []byte{0, 0xff, 'a', 'b'}},
-		hex:   "00000010 03 01 0000 00000007 00000000 00ff6162",
+		name: "raw result",
+		frame: Frame{
+			Kind: KindResult, Flags: FlagRaw, ID: 7,
+			Meta: []byte{}, Body: []byte{0, 0xff, 'a', 'b'},
+		},
+		hex: "00000010 03 01 0000 00000007 00000000 00ff6162",
 	},
 }
 

@@ -30,7 +30,9 @@ func (s *memStore) put(key string, value []byte) Entry {
 	return e
 }
 
-func (s *memStore) Create(_ context.Context, key string, value []byte, _ time.Duration) (uint64, error) {
+func (s *memStore) Create(
+	_ context.Context, key string, value []byte, _ time.Duration,
+) (uint64, error) {
 	s.mu.Lock()
 	if _, ok := s.keys[key]; ok {
 		s.mu.Unlock()
@@ -45,7 +47,9 @@ func (s *memStore) Create(_ context.Context, key string, value []byte, _ time.Du
 	return e.Revision, nil
 }
 
-func (s *memStore) Update(_ context.Context, key string, value []byte, rev uint64, _ time.Duration) (uint64, error) {
+func (s *memStore) Update(
+	_ context.Context, key string, value []byte, rev uint64, _ time.Duration,
+) (uint64, error) {
 	s.mu.Lock()
 	if cur, ok := s.keys[key]; !ok || cur.Revision != rev {
 		s.mu.Unlock()
@@ -95,13 +99,18 @@ func (s *memStore) Watch(_ context.Context, fn func(Entry), ready func()) (func(
 	return func() {}, nil
 }
 
-func newManager(t *testing.T, st *memStore, agent string, ends chan<- string, now func() time.Time) *Manager {
+func newManager(
+	t *testing.T, st *memStore, agent string, ends chan<- string, now func() time.Time,
+) *Manager {
 	t.Helper()
-	m := New(Options{AgentID: agent, Store: st, Now: now, OnEnd: func(l *schemas.Lease, reason string) {
-		if ends != nil {
-			ends <- l.SessionId + " " + l.WorkerId + " " + reason
-		}
-	}})
+	m := New(Options{
+		AgentID: agent, Store: st, Now: now,
+		OnEnd: func(l *schemas.Lease, reason string) {
+			if ends != nil {
+				ends <- l.SessionId + " " + l.WorkerId + " " + reason
+			}
+		},
+	})
 	if err := m.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +186,9 @@ func TestTouchRenewsOnlyWhenDue(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	m := newManager(t, st, "a", nil, now)
-	claimed := &schemas.Lease{Pool: "p", SessionId: "s", AgentId: "a", AgentRun: "run-1", WorkerId: "w", Incarnation: 3}
+	claimed := &schemas.Lease{
+		Pool: "p", SessionId: "s", AgentId: "a", AgentRun: "run-1", WorkerId: "w", Incarnation: 3,
+	}
 	if _, err := m.Claim(t.Context(), claimed, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +210,8 @@ func TestTouchRenewsOnlyWhenDue(t *testing.T) {
 		t.Fatalf("renewed at %d, want %d", l.RenewedUnixMs, now().UnixMilli())
 	}
 	// A renewal changes the times only: every other field stays the holder's.
-	if l.AgentRun != "run-1" || l.WorkerId != "w" || l.Incarnation != 3 || l.CreatedUnixMs != claimed.CreatedUnixMs {
+	if l.AgentRun != "run-1" || l.WorkerId != "w" || l.Incarnation != 3 ||
+		l.CreatedUnixMs != claimed.CreatedUnixMs {
 		t.Fatalf("renewed lease = %+v, want the claim's run, worker, incarnation and creation", l)
 	}
 }

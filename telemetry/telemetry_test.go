@@ -16,7 +16,8 @@ func TestAttachEmitDetach(t *testing.T) {
 	}{
 		{"matching name", []string{"a.b"}, []string{"a.b"}, false, []string{"a.b"}},
 		{"other name ignored", []string{"a.b"}, []string{"a.c"}, false, nil},
-		{"several names", []string{"a.b", "a.c"}, []string{"a.c", "a.b", "x"}, false, []string{"a.c", "a.b"}},
+		{"several names", []string{"a.b", "a.c"}, []string{"a.c", "a.b", "x"}, false,
+			[]string{"a.c", "a.b"}},
 		{"detached gets nothing", []string{"a.b"}, []string{"a.b"}, true, nil},
 	}
 	for _, tc := range cases {

@@ -180,7 +180,8 @@ func TestAgentKilled(t *testing.T) {
 			t.Errorf("request %d on %s answered %d extra times", i, p.subject, n)
 		}
 	}
-	t.Logf("in-flight requests: %d of %d answered, the rest gave up by their timeout", answered, len(probes))
+	t.Logf("in-flight requests: %d of %d answered, the rest gave up by their timeout",
+		answered, len(probes))
 	c.checkSurvivors(sess, "a2")
 }
 
@@ -332,7 +333,8 @@ func TestNATSNodeStopped(t *testing.T) {
 	victim := c.connectedNode("a1")
 	began := time.Now()
 	c.stopNode(victim)
-	t.Logf("stopped %s, a1's server (the sessions stream's leader was %s)", victim, info.Cluster.Leader)
+	t.Logf("stopped %s, a1's server (the sessions stream's leader was %s)",
+		victim, info.Cluster.Leader)
 
 	// Every session keeps its lease and its worker's state.
 	for _, s := range sess {
@@ -455,7 +457,9 @@ func TestAgentPartitioned(t *testing.T) {
 }
 
 // processVia is process sent to one agent's direct subject.
-func (c *cluster) processVia(agent string) func(string, string, time.Duration) (*dispatch.Reply, int, error) {
+func (c *cluster) processVia(
+	agent string,
+) func(string, string, time.Duration) (*dispatch.Reply, int, error) {
 	return func(s, _ string, timeout time.Duration) (*dispatch.Reply, int, error) {
 		m := nats.NewMsg("snakepit.default.agent." + agent + ".exec.process")
 		m.Data = []byte("{}")

@@ -103,7 +103,8 @@ func setUp() (int, error) {
 		fmt.Fprintf(os.Stderr, "multihost: %v\n", err)
 		return 1, nil
 	}
-	fmt.Fprintf(os.Stderr, "multihost: images built in %v\n", time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "multihost: images built in %v\n",
+		time.Since(began).Round(time.Millisecond))
 	return 0, nil
 }
 
