@@ -33,6 +33,9 @@ const (
 type peerCapacity struct {
 	mu    sync.Mutex
 	peers map[string]*peer
+	// reserved are idle peer workers set aside by rebalance for the requests
+	// it handed back, one entry per request.
+	reserved chan string
 }
 
 type peer struct {
@@ -40,7 +43,33 @@ type peer struct {
 	seen       time.Time
 }
 
-func newPeerCapacity() *peerCapacity { return &peerCapacity{peers: map[string]*peer{}} }
+func newPeerCapacity() *peerCapacity {
+	return &peerCapacity{peers: map[string]*peer{}, reserved: make(chan string, 1024)}
+}
+
+// reserve sets aside up to n idle peer workers, most idle peers first.
+func (pc *peerCapacity) reserve(n int, now time.Time) []string {
+	var out []string
+	for len(out) < n {
+		t := pc.pick(false, now)
+		if t == "" {
+			break
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// unreserve gives reserved workers back to the estimates.
+func (pc *peerCapacity) unreserve(targets []string) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for _, t := range targets {
+		if p, ok := pc.peers[t]; ok {
+			p.free++
+		}
+	}
+}
 
 // update stores a peer's figures; it reports whether the peer has a free worker.
 func (pc *peerCapacity) update(c *schemas.Capacity, now time.Time) bool {
@@ -131,9 +160,28 @@ func (s *Server) capacityHandler(p Pool, pc *peerCapacity) nats.MsgHandler {
 }
 
 // rebalance moves queued requests to peers that have idle workers.
+//
+// Each idle peer worker is reserved before a request is handed back for it, so
+// one idle worker moves one request: without the reservation every change of
+// the queue would hand back requests for the same idle worker again, and those
+// that found no target would go back to the end of the queue.
 func (s *Server) rebalance(p Pool, pc *peerCapacity) {
-	if n := pc.freeWorkers(time.Now()); n > 0 {
-		p.Reroute(n)
+	queued := int(p.Capacity().Queued)
+	if queued == 0 {
+		return
+	}
+	targets := pc.reserve(queued, time.Now())
+	if len(targets) == 0 {
+		return
+	}
+	moved := p.Reroute(len(targets))
+	pc.unreserve(targets[moved:])
+	for _, t := range targets[:moved] {
+		select {
+		case pc.reserved <- t:
+		default:
+			pc.unreserve([]string{t})
+		}
 	}
 }
 
@@ -215,6 +263,11 @@ func (s *Server) placeElsewhere(p Pool, pc *peerCapacity, m *nats.Msg, req *sche
 // worker; it reports false when none is left, and the request runs here.
 func (s *Server) placeRerouted(p Pool, pc *peerCapacity, m *nats.Msg, req *schemas.Request,
 	stream bool) bool {
-	target := pc.pick(false, time.Now())
+	var target string
+	select {
+	case target = <-pc.reserved:
+	default:
+		target = pc.pick(false, time.Now())
+	}
 	return target != "" && s.forwardTo(pc, m, p.Name(), target, req, stream)
 }

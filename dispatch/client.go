@@ -246,10 +246,14 @@ func (c *Client) Reports(ctx context.Context, withWorkers bool) ([]*schemas.Agen
 	}
 	ctx, cancel := callContext(ctx, 0)
 	defer cancel()
+	// How many agents to wait for, from the registry; a client that may not
+	// read it (permissions) falls back to waiting for a quiet moment.
 	want := 0
-	if agents, err := c.Agents(ctx); err == nil {
+	actx, acancel := context.WithTimeout(ctx, time.Second)
+	if agents, err := c.Agents(actx); err == nil {
 		want = len(agents)
 	}
+	acancel()
 	inbox := c.nc.NewInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {

@@ -41,6 +41,12 @@ func (s *Server) forward(m *nats.Msg, pool, agentID string, req *schemas.Request
 		out.Header[k] = v
 	}
 	out.Header.Set(HeaderForwarded, strconv.Itoa(req.Hops+1))
+	if !req.Deadline.IsZero() {
+		// The next agent counts from when it reads the request: pass on what is
+		// left, not what the caller first gave.
+		left := max(time.Until(req.Deadline).Milliseconds(), 1)
+		out.Header.Set(HeaderTimeout, strconv.FormatInt(left, 10))
+	}
 	out.Data = m.Data
 	if stream {
 		out.Reply = m.Reply

@@ -19,6 +19,7 @@ import (
 	"github.com/snakepit-go/snakepit/agent"
 	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/dispatch"
+	"github.com/snakepit-go/snakepit/natsconn"
 	"github.com/snakepit-go/snakepit/python"
 )
 
@@ -150,7 +151,7 @@ func (h *Host) connect() error {
 	}, h.opts.NATSOptions...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", url, err)
+		return fmt.Errorf("connect to nats %s: %w", natsconn.Redact(url), err)
 	}
 	h.nc = nc
 	return nil

@@ -119,7 +119,7 @@ func (e *env) client() (*dispatch.Client, error) {
 		opts = append(opts, nats.Name("snakectl"), nats.Timeout(5*time.Second))
 		nc, err := nats.Connect(e.server, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to %s: %w", e.server, err)
+			return nil, fmt.Errorf("connect to %s: %w", natsconn.Redact(e.server), err)
 		}
 		e.nc = nc
 	}
