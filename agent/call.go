@@ -115,11 +115,7 @@ func (w *worker) sendRequest(id uint32, req *schemas.Request, meta requestMeta) 
 	if !req.Deadline.IsZero() {
 		meta.DeadlineMs = req.Deadline.UnixMilli()
 	}
-	mb, err := json.Marshal(&meta)
-	if err != nil {
-		return fmt.Errorf("encode request meta: %w", err)
-	}
-	f := schemas.Frame{Kind: schemas.KindRequest, ID: id, Meta: mb, Body: req.Args}
+	f := schemas.Frame{Kind: schemas.KindRequest, ID: id, Meta: appendMeta(nil, &meta), Body: req.Args}
 	if req.Raw {
 		f.Flags = schemas.FlagRaw
 	}
