@@ -20,20 +20,10 @@ type agentRow struct {
 
 // runAgents lists every live agent from the registry.
 func runAgents(e *env, args []string) int {
-	fs := e.subFlags("agents", "agents [--json]")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		if err == nil {
-			fs.Usage()
-		}
-		return exitUsage
+	c, ctx, asJSON, code := e.listing("agents", args)
+	if c == nil {
+		return code
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail(err)
-	}
-	ctx, cancel := timeoutContext(0)
-	defer cancel()
 	records, err := c.Agents(ctx)
 	if err != nil {
 		return e.fail(err)
@@ -44,7 +34,7 @@ func runAgents(e *env, args []string) int {
 		rows = append(rows, agentRow{r.AgentId, r.Host, r.Pools, r.Workers, r.Busy, r.Version,
 			now.Sub(time.UnixMilli(r.StartedUnixMs)).Milliseconds()})
 	}
-	if *asJSON {
+	if asJSON {
 		b, _ := json.MarshalIndent(rows, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
 		return exitOK

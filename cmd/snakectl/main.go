@@ -43,6 +43,7 @@ type env struct {
 	conn           natsconn.Flags
 	nc             *nats.Conn
 	kv             *jetstream.KV
+	cancels        []context.CancelFunc // released by close
 }
 
 func commands() []command {
@@ -127,6 +128,9 @@ func (e *env) client() (*dispatch.Client, error) {
 }
 
 func (e *env) close() {
+	for _, cancel := range e.cancels {
+		cancel()
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}
@@ -147,6 +151,26 @@ func (e *env) subFlags(name, usageLine string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// listing is the start of a command that takes only --json and reads the fleet:
+// it parses the flags and connects. A nil client means stop with code.
+func (e *env) listing(name string, args []string) (*dispatch.Client, context.Context, bool, int) {
+	fs := e.subFlags(name, name+" [--json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		if err == nil {
+			fs.Usage()
+		}
+		return nil, nil, false, exitUsage
+	}
+	c, err := e.client()
+	if err != nil {
+		return nil, nil, false, e.fail(err)
+	}
+	ctx, cancel := timeoutContext(0)
+	e.cancels = append(e.cancels, cancel)
+	return c, ctx, *asJSON, exitOK
 }
 
 // parseInterleaved parses flags that may come after positional arguments.

@@ -47,20 +47,10 @@ type statsOutput struct {
 
 // runStats prints the fleet's stats per pool and in total.
 func runStats(e *env, args []string) int {
-	fs := e.subFlags("stats", "stats [--json]")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		if err == nil {
-			fs.Usage()
-		}
-		return exitUsage
+	c, ctx, asJSON, code := e.listing("stats", args)
+	if c == nil {
+		return code
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail(err)
-	}
-	ctx, cancel := timeoutContext(0)
-	defer cancel()
 	reports, err := c.Reports(ctx, false)
 	if err != nil {
 		return e.printError(err)
@@ -75,7 +65,7 @@ func runStats(e *env, args []string) int {
 			out.Total.add(p)
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		b, _ := json.MarshalIndent(out, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
 		return exitOK

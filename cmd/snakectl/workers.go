@@ -19,20 +19,10 @@ type workerRow struct {
 
 // runWorkers prints every worker of the fleet.
 func runWorkers(e *env, args []string) int {
-	fs := e.subFlags("workers", "workers [--json]")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		if err == nil {
-			fs.Usage()
-		}
-		return exitUsage
+	c, ctx, asJSON, code := e.listing("workers", args)
+	if c == nil {
+		return code
 	}
-	c, err := e.client()
-	if err != nil {
-		return e.fail(err)
-	}
-	ctx, cancel := timeoutContext(0)
-	defer cancel()
 	reports, err := c.Reports(ctx, true)
 	if err != nil {
 		return e.printError(err)
@@ -49,7 +39,7 @@ func runWorkers(e *env, args []string) int {
 		}
 		return rows[i].ID < rows[j].ID
 	})
-	if *asJSON {
+	if asJSON {
 		b, _ := json.MarshalIndent(rows, "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
 		return exitOK
