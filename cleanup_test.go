@@ -15,7 +15,10 @@ import (
 // startStray starts a process that looks like one of the run's (the
 // runtime's Python runtime on PYTHONPATH) but no worker owns. ignoreTerm
 // makes it survive SIGTERM.
-func startStray(t *testing.T, stateDir string, ignoreTerm bool) int {
+// startStray starts a process that looks like a leftover of the run. It
+// returns the process with its start time, so a check after it is ended cannot
+// mistake a new process that got the same pid (pids wrap fast here) for it.
+func startStray(t *testing.T, stateDir string, ignoreTerm bool) process {
 	t.Helper()
 	script := "exec sleep 30"
 	if ignoreTerm {
@@ -38,7 +41,11 @@ func startStray(t *testing.T, stateDir string, ignoreTerm bool) int {
 	eventually(t, 5*time.Second, "stray visible", func() bool {
 		return slices.Contains(pids(runtimeTargets(stateDir)), pid)
 	})
-	return pid
+	p, ok := readProcess(pid)
+	if !ok {
+		t.Fatalf("stray pid %d gone before the test", pid)
+	}
+	return p
 }
 
 func runtimeTargets(stateDir string) []process {
@@ -58,8 +65,8 @@ func TestCleanupWhileRunningSparesLiveWorkers(t *testing.T) {
 	if err := rt.Cleanup(t.Context()); err != nil {
 		t.Fatalf("Cleanup() = %v, want nil", err)
 	}
-	if alivePid(stray) {
-		t.Fatalf("stray pid %d alive after Cleanup", stray)
+	if stray.alive() {
+		t.Fatalf("stray pid %d alive after Cleanup", stray.pid)
 	}
 	for _, w := range workers {
 		if !alivePid(int(w.Pid)) {
@@ -97,12 +104,12 @@ func TestCleanupAfterStop(t *testing.T) {
 				if !errors.As(err, &e) || e.Category != CategoryTimeout || e.Reason != tc.wantReason {
 					t.Fatalf("cleanup() = %v, want timeout/%s", err, tc.wantReason)
 				}
-				if got, _ := e.Details["pids"].([]int); !slices.Contains(got, stray) {
-					t.Fatalf("cleanup() pids = %v, want the stray %d", e.Details["pids"], stray)
+				if got, _ := e.Details["pids"].([]int); !slices.Contains(got, stray.pid) {
+					t.Fatalf("cleanup() pids = %v, want the stray %d", e.Details["pids"], stray.pid)
 				}
 			}
-			if alivePid(stray) {
-				t.Fatalf("stray pid %d alive after cleanup", stray)
+			if stray.alive() {
+				t.Fatalf("stray pid %d alive after cleanup", stray.pid)
 			}
 			if err := rt.Cleanup(t.Context()); err != nil {
 				t.Fatalf("second Cleanup() = %v, want nil (idempotent)", err)
@@ -114,12 +121,18 @@ func TestCleanupAfterStop(t *testing.T) {
 // stopAndCheckWorkers stops rt and waits until its workers are gone.
 func stopAndCheckWorkers(t *testing.T, rt *Runtime) {
 	t.Helper()
-	workers := rt.host.Agent().Pools()[0].Workers()
+	var procs []process
+	for _, w := range rt.host.Agent().Pools()[0].Workers() {
+		if p, ok := readProcess(int(w.Pid)); ok {
+			procs = append(procs, p)
+		}
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	rt.Stop(ctx)
-	for _, w := range workers {
-		eventually(t, 3*time.Second, "worker gone", func() bool { return !alivePid(int(w.Pid)) })
+	for _, p := range procs {
+		// By identity, not pid: pids wrap fast on a busy machine.
+		eventually(t, 3*time.Second, "worker gone", func() bool { return !p.alive() })
 	}
 }
 

@@ -128,15 +128,36 @@ func fixturePool(t *testing.T, name, adapter string, size int) config.Pool {
 	return p
 }
 
-// alive reports whether pid runs and is not a zombie.
+// alive reports whether pid runs and is not a zombie, and is still the process
+// first seen under that pid: pids wrap fast on a busy machine (pid_max is often
+// 32768), so a new process must not pass for an old one.
 func alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return false
 	}
 	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
+	if i < 0 || len(b) <= i+2 || b[i+2] == 'Z' || b[i+2] == 'X' {
+		return false
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 20 {
+		return false
+	}
+	start := string(fields[19])
+	seenMu.Lock()
+	defer seenMu.Unlock()
+	if first, ok := seenStart[pid]; ok && first != start {
+		return false
+	}
+	seenStart[pid] = start
+	return true
 }
+
+var (
+	seenMu    sync.Mutex
+	seenStart = map[int]string{}
+)
 
 // pidOf reads the pid out of a ping-like result.
 func pidOf(t *testing.T, v any) int {
