@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snakepit-go/snakepit/internal/procfs"
 	"github.com/snakepit-go/snakepit/schemas"
 	"github.com/snakepit-go/snakepit/telemetry"
 )
@@ -87,26 +88,11 @@ func environHas(procDir string, prefix []byte) bool {
 // readProcess reads pid's group and start time; ok is false for a process
 // that is gone or a zombie (dead, waiting to be reaped).
 func readProcess(pid int) (process, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.Zombie {
 		return process{}, false
 	}
-	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'. They are then state, ppid, pgrp, ... starttime (22nd).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return process{}, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 || f[0][0] == 'Z' || f[0][0] == 'X' {
-		return process{}, false
-	}
-	pgid, err1 := strconv.Atoi(string(f[2]))
-	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return process{}, false
-	}
-	return process{pid: pid, pgid: pgid, start: start}, true
+	return process{pid: pid, pgid: st.Pgrp, start: st.Start}, true
 }
 
 // alive reports whether p still runs as the same process.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/snakepit-go/snakepit/internal/procfs"
 )
 
 // An agent keeps a record of every worker process it runs in its state dir
@@ -62,7 +64,7 @@ func writeRecord(dir string, pid int, workerID string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("record worker %s: %w", workerID, err)
 	}
-	b, _ := json.Marshal(record{PID: pid, Start: st.start, WorkerID: workerID})
+	b, _ := json.Marshal(record{PID: pid, Start: st.Start, WorkerID: workerID})
 	path := filepath.Join(dir, strconv.Itoa(pid)+".json")
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return "", fmt.Errorf("record worker %s: %w", workerID, err)
@@ -70,38 +72,8 @@ func writeRecord(dir string, pid int, workerID string) (string, error) {
 	return path, nil
 }
 
-// procStat is what /proc/<pid>/stat says about identity.
-type procStat struct {
-	pgrp   int
-	start  uint64
-	zombie bool
-}
-
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	// The command name may hold spaces and parentheses: the fields after it
-	// start past the last ')', with state first and starttime 20th.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	pgrp, err := strconv.Atoi(string(f[2]))
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat pgrp: %w", pid, err)
-	}
-	start, err := strconv.ParseUint(string(f[19]), 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat starttime: %w", pid, err)
-	}
-	return procStat{pgrp: pgrp, start: start, zombie: f[0][0] == 'Z' || f[0][0] == 'X'}, nil
-}
+// readStat reads a process's identity; see procfs.
+func readStat(pid int) (procfs.Stat, error) { return procfs.ReadStat(pid) }
 
 // endLeftovers ends what is left of the workers recorded in stateDir and
 // removes their records. It returns the pids it killed.
@@ -164,7 +136,7 @@ func killExactly(m member) error {
 	if err != nil && !errors.Is(err, unix.ENOSYS) {
 		return err
 	}
-	if st, serr := readStat(m.pid); serr != nil || st.start != m.start {
+	if st, serr := readStat(m.pid); serr != nil || st.Start != m.start {
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -180,7 +152,7 @@ func killExactly(m member) error {
 // groupMembers lists the processes that pass every check of the package
 // comment for rec.
 func groupMembers(rec record, stateDir string) []member {
-	if st, err := readStat(rec.PID); err == nil && st.start != rec.Start {
+	if st, err := readStat(rec.PID); err == nil && st.Start != rec.Start {
 		return nil
 	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
@@ -191,11 +163,11 @@ func groupMembers(rec record, stateDir string) []member {
 			continue
 		}
 		st, err := readStat(pid)
-		if err != nil || st.zombie || st.pgrp != rec.PID || st.start < rec.Start {
+		if err != nil || st.Zombie || st.Pgrp != rec.PID || st.Start < rec.Start {
 			continue
 		}
 		if namesStateDir(pid, stateDir) {
-			out = append(out, member{pid: pid, start: st.start})
+			out = append(out, member{pid: pid, start: st.Start})
 		}
 	}
 	return out

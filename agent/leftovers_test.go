@@ -43,7 +43,7 @@ func startSleeper(t *testing.T, envDir string) (leader, child int) {
 
 func gone(pid int) bool {
 	st, err := readStat(pid)
-	return err != nil || st.zombie
+	return err != nil || st.Zombie
 }
 
 func TestEndLeftovers(t *testing.T) {
@@ -66,7 +66,7 @@ func TestEndLeftovers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := record{PID: leader, Start: st.start, WorkerID: "w"}
+			rec := record{PID: leader, Start: st.Start, WorkerID: "w"}
 			if tc.badStart {
 				rec.Start++
 			}

@@ -132,19 +132,6 @@ func (pc *peerCapacity) forget(agentID string) {
 	delete(pc.peers, agentID)
 }
 
-// freeWorkers is the idle workers the peers reported, in total.
-func (pc *peerCapacity) freeWorkers(now time.Time) int {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	n := 0
-	for _, p := range pc.peers {
-		if now.Sub(p.seen) <= capacityStale {
-			n += p.free
-		}
-	}
-	return n
-}
-
 // capacityHandler receives the other agents' figures for pool p; when one has
 // idle workers and requests wait here, they are handed back to be forwarded.
 func (s *Server) capacityHandler(p Pool, pc *peerCapacity) nats.MsgHandler {
