@@ -68,7 +68,6 @@ type Server struct {
 	subs    []*nats.Subscription
 	ackSubs []*nats.Subscription
 	streams map[string]*serverStream
-	peers   map[string]*peerCapacity // by pool
 	// runID names this run of the agent in the leases it writes.
 	runID string
 	// suspects are agents whose direct subject had no responders, by the time
@@ -90,7 +89,7 @@ func NewServer(nc *nats.Conn, pools []Pool, opts ServerOptions) *Server {
 	s := &Server{
 		nc: nc, opts: opts, subj: Subjects{opts.Prefix}, pools: pools, runID: nuid.Next(),
 		log: opts.Log, started: time.Now(), streams: map[string]*serverStream{},
-		peers: map[string]*peerCapacity{}, suspects: map[string]time.Time{},
+		suspects: map[string]time.Time{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -118,17 +117,15 @@ func (s *Server) Start() error {
 func (s *Server) subscribePool(p Pool) error {
 	name, id := p.Name(), s.opts.AgentID
 	pc := newPeerCapacity()
-	s.mu.Lock()
-	s.peers[name] = pc
-	s.mu.Unlock()
+	shared, direct := placement{pc: pc}, placement{pc: pc, direct: true}
 	subs := []struct {
 		subject, queue string
 		h              nats.MsgHandler
 	}{
-		{s.subj.Exec(name, "*"), s.subj.QueueGroup(name), s.handler(p, false)},
-		{s.subj.DirectExec(name, id, "*"), "", s.handler(p, true)},
-		{s.subj.Stream(name, "*"), s.subj.QueueGroup(name), s.streamHandler(p, false)},
-		{s.subj.DirectStream(name, id, "*"), "", s.streamHandler(p, true)},
+		{s.subj.Exec(name, "*"), s.subj.QueueGroup(name), s.handler(p, shared)},
+		{s.subj.DirectExec(name, id, "*"), "", s.handler(p, direct)},
+		{s.subj.Stream(name, "*"), s.subj.QueueGroup(name), s.streamHandler(p, shared)},
+		{s.subj.DirectStream(name, id, "*"), "", s.streamHandler(p, direct)},
 		{s.subj.Ack(name, id, "*"), "", s.ackHandler},
 		{s.subj.Capacity(name, "*"), "", s.capacityHandler(p, pc)},
 	}
@@ -193,20 +190,27 @@ func (s *Server) Wait(ctx context.Context) {
 	}
 }
 
-// handler serves requests of pool p; direct ones were addressed to this agent
-// and are never moved to another.
-func (s *Server) handler(p Pool, direct bool) nats.MsgHandler {
+// placement is how requests from one subscription may move between agents:
+// pc holds the pool's peers; direct ones were addressed to this agent and are
+// never moved to another.
+type placement struct {
+	pc     *peerCapacity
+	direct bool
+}
+
+// handler serves requests of pool p arriving as pl says.
+func (s *Server) handler(p Pool, pl placement) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		received := time.Now()
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			s.serve(p, m, received, direct)
+			s.serve(p, m, received, pl)
 		}()
 	}
 }
 
-func (s *Server) serve(p Pool, m *nats.Msg, received time.Time, direct bool) {
+func (s *Server) serve(p Pool, m *nats.Msg, received time.Time, pl placement) {
 	req, err := decodeRequest(m, received)
 	if err != nil {
 		s.replyError(m, req, asError(err))
@@ -221,7 +225,7 @@ func (s *Server) serve(p Pool, m *nats.Msg, received time.Time, direct bool) {
 	var res *schemas.Result
 	run := func() (err error) { res, err = p.Execute(ctx, req); return err }
 	if req.SessionID == "" || s.opts.Sessions == nil {
-		if s.placed(p, m, req, direct, false, run, &err) {
+		if s.placed(p, pl, m, req, false, run, &err) {
 			return
 		}
 	} else {
@@ -424,12 +428,10 @@ func headerSafe(s string) string {
 // placed runs a stateless request here, or forwards it to a peer with a free
 // worker, before or while it waits in the queue. It reports true when the
 // request was forwarded; otherwise *errp is the outcome of run.
-func (s *Server) placed(p Pool, m *nats.Msg, req *schemas.Request, direct, stream bool,
+func (s *Server) placed(p Pool, pl placement, m *nats.Msg, req *schemas.Request, stream bool,
 	run func() error, errp *error) bool {
-	s.mu.Lock()
-	pc := s.peers[p.Name()]
-	s.mu.Unlock()
-	movable := pc != nil && !direct && req.Hops < maxHops
+	pc := pl.pc
+	movable := !pl.direct && req.Hops < maxHops
 	if movable && s.placeElsewhere(p, pc, m, req, stream) {
 		return true
 	}

@@ -96,18 +96,18 @@ type serverStream struct {
 	publishMu sync.Mutex
 }
 
-func (s *Server) streamHandler(p Pool, direct bool) nats.MsgHandler {
+func (s *Server) streamHandler(p Pool, pl placement) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		received := time.Now()
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			s.serveStream(p, m, received, direct)
+			s.serveStream(p, m, received, pl)
 		}()
 	}
 }
 
-func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time, direct bool) {
+func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time, pl placement) {
 	req, err := decodeRequest(m, received)
 	var opts streamOptions
 	if err == nil {
@@ -144,7 +144,7 @@ func (s *Server) serveStream(p Pool, m *nats.Msg, received time.Time, direct boo
 		return p.ExecuteStream(ctx, req, &schemas.StreamCall{Window: window, Emit: ss.emit, Acks: ss.acks})
 	}
 	if req.SessionID == "" || s.opts.Sessions == nil {
-		if s.placed(p, m, req, direct, true, run, &err) {
+		if s.placed(p, pl, m, req, true, run, &err) {
 			cancel(nil)
 			<-watchDone
 			return
