@@ -154,6 +154,17 @@ func alive(pid int) bool {
 	return true
 }
 
+// requireRunning fails the test unless every pid runs now, and records each
+// one's identity, so that a later alive sees a reused pid as gone.
+func requireRunning(t *testing.T, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		if !alive(pid) {
+			t.Fatalf("pid %d is not running", pid)
+		}
+	}
+}
+
 var (
 	seenMu    sync.Mutex
 	seenStart = map[int]string{}

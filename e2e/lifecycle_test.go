@@ -316,9 +316,7 @@ func TestWorkerChildrenDieWithIt(t *testing.T) {
 		t.Fatalf("spawn_child: %v", err)
 	}
 	child := pidOf(t, v)
-	if !alive(child) {
-		t.Fatalf("child %d is not running", child)
-	}
+	requireRunning(t, child)
 	if _, err := f.client.Execute(t.Context(), "default", "crash", nil); err == nil {
 		t.Fatal("crash succeeded")
 	}
@@ -444,6 +442,7 @@ func TestCleanupEndsEveryWorker(t *testing.T) {
 	before := map[int32]bool{}
 	for _, w := range pool.Workers() {
 		before[w.Pid] = true
+		requireRunning(t, int(w.Pid))
 	}
 	long := make(chan error, 1)
 	go func() {
