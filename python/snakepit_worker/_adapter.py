@@ -4,7 +4,7 @@
       @command ping  ----------> {"ping": Command(...)}
                                          |
     REQUEST "ping" {"message": "hi"}     v
-      body --> kwargs ------> Command.bind(ctx, kwargs) --> call
+      body --> kwargs ------> Command.call_json(ctx, kwargs)
 
 This module knows nothing about frames or threads; _runtime drives it.
 """
@@ -98,7 +98,7 @@ class Context:
 
     __slots__ = (
         "worker_id", "request_id", "session_id", "session", "deadline",
-        "traceparent", "command", "_cancelled", "_cancel_reason",
+        "traceparent", "command", "_cancelled", "_cancel_reason", "_event",
     )
 
     def __init__(
@@ -118,13 +118,16 @@ class Context:
         self.session = session
         self.deadline = deadline
         self.traceparent = traceparent
-        self._cancelled = threading.Event()
+        self._cancelled = False
         self._cancel_reason: Optional[str] = None
+        # Made by the first wait() only: most requests never sleep, and an
+        # Event costs as much as the rest of the request's bookkeeping.
+        self._event: Optional[threading.Event] = None
 
     @property
     def cancelled(self) -> bool:
         """Whether the agent sent CANCEL for this request."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     @property
     def cancel_reason(self) -> Optional[str]:
@@ -136,19 +139,38 @@ class Context:
 
         Returns True when the request was cancelled.
         """
-        return self._cancelled.wait(timeout)
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+        # cancel() sets the flag and looks for the event under the lock the
+        # event was made under: either it sets the event or the flag is
+        # seen here, so a CANCEL is never missed.
+        if self._cancelled:
+            return True
+        return event.wait(timeout)
 
     def cancel(self, reason: Optional[str] = None) -> None:
         """Mark the request cancelled (the runtime calls this)."""
-        if not self._cancelled.is_set():
-            self._cancel_reason = reason
-        self._cancelled.set()
+        with _EVENT_LOCK:
+            if not self._cancelled:
+                self._cancel_reason = reason
+                self._cancelled = True
+            event = self._event
+        if event is not None:
+            event.set()
 
     def __repr__(self) -> str:
         return (
             f"Context(command={self.command!r}, "
             f"request_id={self.request_id!r}, "
             f"session_id={self.session_id!r})")
+
+
+# Guards the lazy creation of Context events and the cancel flag.
+_EVENT_LOCK = threading.Lock()
 
 
 class BindError(Exception):
@@ -186,6 +208,29 @@ class Command:
             return self.signature.bind(ctx, data)
         except TypeError as exc:
             raise BindError(str(exc)) from None
+
+    def call_json(self, ctx: Context, kwargs: Dict[str, Any]) -> Any:
+        """Call the command with ctx and keyword arguments.
+
+        Raises BindError when the arguments do not fit its parameters (the
+        command did not run), and whatever the command itself raises.
+        """
+        try:
+            return self.func(ctx, **kwargs)
+        except TypeError:
+            # Python checks arguments before the body runs: if they do not
+            # bind, the command never started; if they do, the TypeError
+            # is the command's own.
+            self.bind_json(ctx, kwargs)
+            raise
+
+    def call_raw(self, ctx: Context, data: bytes) -> Any:
+        """Call the command with ctx and the raw body; see call_json."""
+        try:
+            return self.func(ctx, data)
+        except TypeError:
+            self.bind_raw(ctx, data)
+            raise
 
 
 def commands_of(adapter: Any) -> Dict[str, Command]:

@@ -152,11 +152,14 @@ def _decode_meta(data: Bytes) -> Dict[str, Any]:
     return meta
 
 
-def _build(header: Bytes, payload: Bytes) -> Frame:
-    _length, kind, flags, frame_id, meta_len = _parse_header(header)
-    view = memoryview(payload)
-    meta = _decode_meta(view[:meta_len])
-    return Frame(kind, frame_id, meta, bytes(view[meta_len:]), flags)
+def _build(header: Tuple[int, int, int, int, int],
+           payload: Bytes) -> Frame:
+    """The frame of a parsed header and its payload."""
+    _length, kind, flags, frame_id, meta_len = header
+    if meta_len == 0:
+        return Frame(kind, frame_id, {}, bytes(payload), flags)
+    return Frame(kind, frame_id, _decode_meta(payload[:meta_len]),
+                 bytes(payload[meta_len:]), flags)
 
 
 def decode(data: Bytes) -> Frame:
@@ -164,11 +167,12 @@ def decode(data: Bytes) -> Frame:
     view = memoryview(data)
     if len(view) < HEADER_SIZE:
         raise FrameError(f"frame of {len(view)} bytes is truncated")
-    length = _parse_header(view[:HEADER_SIZE])[0]
-    if len(view) != 4 + length:
+    header = _parse_header(view[:HEADER_SIZE])
+    if len(view) != 4 + header[0]:
         raise FrameError(
-            f"frame length field says {4 + length} bytes, got {len(view)}")
-    return _build(view[:HEADER_SIZE], view[HEADER_SIZE:])
+            f"frame length field says {4 + header[0]} bytes, "
+            f"got {len(view)}")
+    return _build(header, view[HEADER_SIZE:])
 
 
 class FrameReader:
@@ -182,11 +186,11 @@ class FrameReader:
         self._file = io.open(fd, "rb", buffering=1 << 16, closefd=False)
 
     def read(self) -> Optional[Frame]:
-        header = self._read_exactly(HEADER_SIZE, at_boundary=True)
-        if header is None:
+        data = self._read_exactly(HEADER_SIZE, at_boundary=True)
+        if data is None:
             return None
-        length = _parse_header(header)[0]
-        payload = self._read_exactly(length - _AFTER_LENGTH)
+        header = _parse_header(data)
+        payload = self._read_exactly(header[0] - _AFTER_LENGTH)
         assert payload is not None
         return _build(header, payload)
 

@@ -68,6 +68,10 @@ _MAX_BODY = _frames.MAX_LENGTH - 4096
 
 _BYTES = (bytes, bytearray, memoryview)
 
+# Results that are surely neither coroutines nor generators: the checks of
+# inspect are skipped for them.
+_PLAIN = frozenset((dict, list, str, int, float, bool, bytes, type(None)))
+
 # (kind, meta, body, flags) of the frame that ends a request.
 Outcome = Tuple[int, Optional[Dict[str, Any]], bytes, int]
 
@@ -85,15 +89,19 @@ class _Request:
     )
 
     def __init__(self, frame: Frame, command: Command, ctx: Context,
-                 stream: bool, window: int) -> None:
+                 stream: bool, window: int,
+                 cond: threading.Condition) -> None:
         self.id = frame.id
         self.frame = frame
         self.command = command
         self.ctx = ctx
         self.stream = stream
         self.window = window
-        # cond guards acked and task; ACK and CANCEL notify it.
-        self.cond = threading.Condition()
+        # cond guards acked and task; ACK and CANCEL notify it. It is the
+        # worker's, shared by every request: waiters check their own state
+        # when woken, and one Condition per request would cost more than
+        # the rest of a short request's bookkeeping.
+        self.cond = cond
         self.acked = 0
         self.task: Optional[Tuple[asyncio.AbstractEventLoop,
                                   "asyncio.Task[Any]"]] = None
@@ -163,6 +171,9 @@ class Worker:
         self._busy = 0
         self._closing = False
         self._exit: Optional[int] = None
+
+        # _flow is every request's cond (see _Request).
+        self._flow = threading.Condition()
 
         self._sessions_lock = threading.Lock()
         self._sessions: Dict[str, Dict[str, Any]] = {}
@@ -403,7 +414,7 @@ class Worker:
                 window < 1):
             window = DEFAULT_WINDOW
         return _Request(frame, command, ctx, meta.get("stream") is True,
-                        window)
+                        window, self._flow)
 
     def _session(self, session_id: Optional[str],
                  epoch: Optional[int]) -> Optional[Dict[str, Any]]:
@@ -447,16 +458,15 @@ class Worker:
         if req.ctx.cancelled:
             return self._cancelled(req)
         try:
-            bound = self._bind(req)
+            value = self._call(req)
+            if type(value) not in _PLAIN and inspect.iscoroutine(value):
+                value = self._await(req, value)
         except BindError as exc:
             return _error(_errors.bad_arguments(req.command.name, str(exc)))
-        try:
-            value = req.command.func(*bound.args, **bound.kwargs)
-            if inspect.iscoroutine(value):
-                value = self._await(req, value)
         except BaseException as exc:
             return self._failure(req, exc)
-        if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        if type(value) not in _PLAIN and (
+                inspect.isgenerator(value) or inspect.isasyncgen(value)):
             source = _Source(self, req, value)
             if req.stream:
                 return self._stream(req, source)
@@ -465,21 +475,24 @@ class Worker:
             return self._stream(req, _Source(self, req, iter((value,))))
         return self._result(req, value)
 
-    def _bind(self, req: _Request) -> inspect.BoundArguments:
+    def _call(self, req: _Request) -> Any:
+        """Call the command with the request's arguments; BindError when
+        they do not fit it."""
         frame = req.frame
+        body = frame.body
         if frame.raw:
-            return req.command.bind_raw(req.ctx, frame.body)
-        if not frame.body or frame.body.isspace():
-            return req.command.bind_json(req.ctx, {})
+            return req.command.call_raw(req.ctx, body)
+        if body == b"{}" or not body or body.isspace():
+            return req.command.call_json(req.ctx, {})
         try:
-            kwargs = _json.loads(frame.body)
+            kwargs = _json.loads(body)
         except ValueError as exc:
             raise BindError(f"request body is not valid JSON: {exc}")
         if not isinstance(kwargs, dict):
             raise BindError(
                 "request body must be a JSON object, not "
                 f"{_json_type(kwargs)}")
-        return req.command.bind_json(req.ctx, kwargs)
+        return req.command.call_json(req.ctx, kwargs)
 
     def _await(self, req: _Request, awaitable: Any) -> Any:
         """Run a coroutine on this thread's loop; CANCEL cancels it."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import unittest
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness import LeakCheckedCase
 from snakepit_worker import Adapter, Context, command
@@ -33,6 +35,11 @@ class Sample(Adapter):
     def upload(self, ctx: Context, data: bytes) -> int:
         return len(data)
 
+    @command
+    def typed(self, ctx: Context, n: int) -> int:
+        self.ran = True
+        return n + 1  # a TypeError of its own when n is not a number
+
     def not_a_command(self, ctx: Context) -> None:
         pass
 
@@ -54,11 +61,11 @@ def ctx(name: str = "x") -> Context:
 class CommandTableTest(LeakCheckedCase):
     def test_names(self) -> None:
         self.assertEqual(sorted(commands_of(Sample())),
-                         ["other-name", "ping", "upload"])
+                         ["other-name", "ping", "typed", "upload"])
 
     def test_override_without_mark_drops_the_command(self) -> None:
         self.assertEqual(sorted(commands_of(Override())),
-                         ["other-name", "upload"])
+                         ["other-name", "typed", "upload"])
 
     def test_showcase_commands(self) -> None:
         self.assertEqual(sorted(commands_of(Showcase())), SHOWCASE_COMMANDS)
@@ -122,6 +129,37 @@ class BindTest(LeakCheckedCase):
             self.table["other-name"].bind_raw(c, b"x")
 
 
+class CallTest(LeakCheckedCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.adapter = Sample()
+        self.table = commands_of(self.adapter)
+
+    def test_calls(self) -> None:
+        self.assertEqual(self.table["ping"].call_json(ctx(), {}), "pong")
+        self.assertEqual(
+            self.table["ping"].call_json(ctx(), {"message": "hi"}), "hi")
+        self.assertEqual(
+            self.table["other-name"].call_json(ctx(), {"a-b": 1}),
+            {"a-b": 1})
+        self.assertEqual(self.table["upload"].call_raw(ctx(), b"abc"), 3)
+
+    def test_arguments_that_do_not_fit_never_run_the_command(self) -> None:
+        with self.assertRaisesRegex(BindError, "nope"):
+            self.table["typed"].call_json(ctx(), {"n": 1, "nope": 2})
+        with self.assertRaisesRegex(BindError, "n"):
+            self.table["typed"].call_json(ctx(), {})
+        with self.assertRaises(BindError):
+            self.table["other-name"].call_raw(ctx(), b"x")
+        self.assertFalse(hasattr(self.adapter, "ran"))
+
+    def test_the_commands_own_type_error_is_not_a_bind_error(self) -> None:
+        with self.assertRaises(TypeError) as caught:
+            self.table["typed"].call_json(ctx(), {"n": "one"})
+        self.assertNotIsInstance(caught.exception, BindError)
+        self.assertTrue(self.adapter.ran)
+
+
 class ContextTest(LeakCheckedCase):
     def test_cancel(self) -> None:
         c = ctx()
@@ -132,6 +170,19 @@ class ContextTest(LeakCheckedCase):
         self.assertTrue(c.cancelled)
         self.assertTrue(c.wait(10))
         self.assertEqual(c.cancel_reason, "caller left")
+
+    def test_cancel_wakes_a_waiter(self) -> None:
+        c = ctx()
+        woke: List[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(c.wait(30)))
+        waiter.start()
+        time.sleep(0.05)
+        began = time.monotonic()
+        c.cancel("stop")
+        waiter.join(5)
+        self.assertFalse(waiter.is_alive())
+        self.assertEqual(woke, [True])
+        self.assertLess(time.monotonic() - began, 5)
 
 
 class LoadTest(LeakCheckedCase):
