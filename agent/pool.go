@@ -127,6 +127,11 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.log.Info().Str("python", p.cfg.Python).Str("executable", exe).Msg("python resolved")
 		p.cfg.Python = exe
 	}
+	if p.runtimeDir != "" {
+		if err := CompileRuntime(ctx, p.cfg.Python, p.runtimeDir); err != nil {
+			p.log.Warn().Err(err).Msg("worker runtime left uncompiled: workers compile it at each start")
+		}
+	}
 	results := make(chan error, len(p.units))
 	for i, u := range p.units {
 		if i > 0 && i%p.cfg.StartupBatchSize == 0 && !sleepCtx(ctx, p.cfg.StartupBatchDelay) {

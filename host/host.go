@@ -149,6 +149,11 @@ func (h *Host) connect() error {
 			go h.reprovision()
 		}),
 	}, h.opts.NATSOptions...)
+	if h.embed != nil {
+		// The agent talks to its own server in memory, without the loopback
+		// TCP stack: two hops of every request.
+		nopts = append(nopts, nats.InProcessServer(h.embed.ns))
+	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", natsconn.Redact(url), err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/snakepit-go/snakepit/agent"
 	"github.com/snakepit-go/snakepit/python"
 )
 
@@ -41,15 +42,18 @@ func poolConfig(dir, name, python string, size int) (string, error) {
 }
 
 // measurePythonStart times starts of the real worker runtime from the runtime the
-// agent will use, after one untimed start that compiles its bytecode (as every
-// agent start after the first finds it), and keeps the median; then one batch of
-// startupBatch started at once. It returns the runtime's folder.
+// agent will use, compiled as the agent compiles it, after one untimed start, and
+// keeps the median; then one batch of startupBatch started at once. It returns
+// the runtime's folder.
 func measurePythonStart(o options, stateDir string, res *results) (string, error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return "", fmt.Errorf("make state dir %s: %w", stateDir, err)
 	}
 	runtimeDir, err := python.Extract(stateDir)
 	if err != nil {
+		return "", err
+	}
+	if err := agent.CompileRuntime(context.Background(), o.python, runtimeDir); err != nil {
 		return "", err
 	}
 	if _, _, err := timePythonStart(o.python, runtimeDir); err != nil {
