@@ -3,10 +3,12 @@ package snakepit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,9 +39,12 @@ func startStray(t *testing.T, stateDir string, ignoreTerm bool) process {
 		<-waited
 	})
 	pid := cmd.Process.Pid
-	// The environment is readable once sh has exec'd.
+	// Once sh has exec'd sleep, its trap is in place (an ignored signal stays
+	// ignored across exec) and the environment is readable.
 	eventually(t, 5*time.Second, "stray visible", func() bool {
-		return slices.Contains(pids(runtimeTargets(stateDir)), pid)
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return err == nil && strings.TrimSpace(string(comm)) == "sleep" &&
+			slices.Contains(pids(runtimeTargets(stateDir)), pid)
 	})
 	p, ok := readProcess(pid)
 	if !ok {

@@ -60,6 +60,10 @@ class AsyncAdapter(Adapter):
         raise FixtureError("custom")
 
     @command
+    def own_type_error(self, ctx: Context, n: Any = 1) -> Any:
+        return n + "x"  # TypeError from inside the command
+
+    @command
     def upload(self, ctx: Context, data: bytes) -> Dict[str, Any]:
         return {"length": len(data), "type": type(data).__name__}
 

@@ -290,6 +290,15 @@ class ValueTest(LeakCheckedCase):
         self.assertEqual(frame.meta["details"]["type"],
                          "fixture_adapters.FixtureError")
 
+    def test_type_error_inside_a_command_is_its_failure(self) -> None:
+        frame = self.worker.call(1, "own_type_error", {"n": 2})
+        self.assertEqual(frame.meta["category"], "worker")
+        self.assertEqual(frame.meta["reason"], "python_exception")
+        self.assertEqual(frame.meta["details"]["type"], "TypeError")
+        frame = self.worker.call(2, "own_type_error", {"m": 2})
+        self.assertEqual(frame.meta["reason"], "bad_arguments")
+        self.assertIn("m", frame.meta["message"])
+
     def test_raw_upload(self) -> None:
         frame = self.worker.call(1, "upload", raw=b"\x00" * 70000)
         self.assertEqual(result(frame), {"length": 70000, "type": "bytes"})
