@@ -180,12 +180,15 @@ class BindError(Exception):
 class Command:
     """One command of a loaded adapter: a bound method and its signature."""
 
-    __slots__ = ("name", "func", "signature")
+    __slots__ = ("name", "func", "signature", "_bind_first")
 
     def __init__(self, name: str, func: Callable[..., Any]) -> None:
         self.name = name
         self.func = func
         self.signature = inspect.signature(func)
+        # A wrapper (functools.wraps) takes any arguments and runs before the
+        # function it wraps can refuse them: check those first.
+        self._bind_first = hasattr(func, "__wrapped__")
         try:
             self.signature.bind_partial(None)
         except TypeError:
@@ -215,6 +218,9 @@ class Command:
         Raises BindError when the arguments do not fit its parameters (the
         command did not run), and whatever the command itself raises.
         """
+        if self._bind_first:
+            bound = self.bind_json(ctx, kwargs)
+            return self.func(*bound.args, **bound.kwargs)
         try:
             return self.func(ctx, **kwargs)
         except TypeError:
@@ -226,6 +232,9 @@ class Command:
 
     def call_raw(self, ctx: Context, data: bytes) -> Any:
         """Call the command with ctx and the raw body; see call_json."""
+        if self._bind_first:
+            self.bind_raw(ctx, data)
+            return self.func(ctx, data)
         try:
             return self.func(ctx, data)
         except TypeError:

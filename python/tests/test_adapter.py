@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import unittest
@@ -152,6 +153,30 @@ class CallTest(LeakCheckedCase):
         with self.assertRaises(BindError):
             self.table["other-name"].call_raw(ctx(), b"x")
         self.assertFalse(hasattr(self.adapter, "ran"))
+
+    def test_a_wrapper_never_runs_with_arguments_that_do_not_fit(
+            self) -> None:
+        calls: List[str] = []
+
+        def logged(func: Any) -> Any:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                calls.append(func.__name__)
+                return func(*args, **kwargs)
+            return wrapper
+
+        class Wrapped(Adapter):
+            @command
+            @logged
+            def add(self, ctx: Context, a: int, b: int = 1) -> int:
+                return a + b
+
+        add = commands_of(Wrapped())["add"]
+        with self.assertRaisesRegex(BindError, "a"):
+            add.call_json(ctx(), {"b": 2})
+        self.assertEqual(calls, [])
+        self.assertEqual(add.call_json(ctx(), {"a": 2}), 3)
+        self.assertEqual(calls, ["add"])
 
     def test_the_commands_own_type_error_is_not_a_bind_error(self) -> None:
         with self.assertRaises(TypeError) as caught:
