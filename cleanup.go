@@ -132,13 +132,17 @@ func (rt *Runtime) cleanup(ctx context.Context, targets []process, timeout time.
 		WithDetail("pids", pids(left)).WithDetail("still_alive", pids(alive))
 }
 
-// unowned drops the targets that a live worker owns while the runtime runs.
+// unowned drops the targets that a live worker or template owns while the runtime
+// runs.
 func (rt *Runtime) unowned(targets []process) []process {
 	if rt.stopped() || rt.host == nil {
 		return targets
 	}
 	live := map[int]bool{}
 	for _, p := range rt.localPools() {
+		if pid := p.TemplatePID(); pid > 0 {
+			live[pid] = true
+		}
 		for _, w := range p.Workers() {
 			if w.Pid > 0 {
 				live[int(w.Pid)] = true

@@ -69,6 +69,9 @@ type Pool struct {
 
 	units []*unit // one per worker process, each with its slots; fixed
 
+	tmplMu sync.Mutex
+	tmpl   *template // forks the workers (worker_start: fork); nil: exec
+
 	mu      sync.Mutex
 	slots   []*slot
 	idle    list.List // of *slot, free workers
@@ -132,6 +135,7 @@ func (p *Pool) Start(ctx context.Context) error {
 			p.log.Warn().Err(err).Msg("worker runtime left uncompiled: workers compile it at each start")
 		}
 	}
+	p.startTemplate()
 	results := make(chan error, len(p.units))
 	for i, u := range p.units {
 		if i > 0 && i%p.cfg.StartupBatchSize == 0 && !sleepCtx(ctx, p.cfg.StartupBatchDelay) {
@@ -439,5 +443,10 @@ func (p *Pool) stop(ctx context.Context) {
 	p.hardStop = ctx
 	p.cancel(ErrPoolStopped)
 	p.sup.Wait()
+	p.tmplMu.Lock()
+	if p.tmpl != nil {
+		p.tmpl.stop()
+	}
+	p.tmplMu.Unlock()
 	p.log.Info().Msg("pool stopped")
 }

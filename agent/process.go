@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,11 +31,16 @@ type spec struct {
 	stateDir string
 	// extraEnv is added after the agent's environment and before adapter_env.
 	extraEnv []string
+	// tmpl forks the worker when set and alive (worker_start: fork); else the
+	// worker is started on its own.
+	tmpl *template
 }
 
 // procHandles are the parent's ends of a started worker process.
 type procHandles struct {
-	cmd    *exec.Cmd
+	pid int
+	// wait blocks until the process has exited and tells how.
+	wait   func() exitStatus
 	toW    *os.File // frames to the worker (its fd 3)
 	fromW  *os.File // frames from the worker (its fd 4)
 	stdout *os.File
@@ -68,6 +75,27 @@ func startProcess(s *spec) (*procHandles, error) {
 		return nil, fmt.Errorf("start worker %s: stderr pipe: %w", s.workerID, err)
 	}
 
+	h := &procHandles{toW: reqW, fromW: respR, stdout: outR, stderr: errR}
+	if s.tmpl != nil {
+		err = forkWorker(s, h, []*os.File{reqR, respW, outW, errW})
+		if errors.Is(err, errTemplateGone) {
+			err = execWorker(s, h, reqR, respW, outW, errW)
+		}
+	} else {
+		err = execWorker(s, h, reqR, respW, outW, errW)
+	}
+	// The child holds its own copies now; the parent keeps only its ends, so EOF
+	// on fromW means every writer is gone.
+	closeAll(reqR, respW, outW, errW)
+	if err != nil {
+		closeAll(reqW, respR, outR, errR)
+		return nil, err
+	}
+	return h, nil
+}
+
+// execWorker starts the worker as a child of the agent.
+func execWorker(s *spec, h *procHandles, reqR, respW, outW, errW *os.File) error {
 	cmd := exec.Command(s.pool.Python, workerArgs(s)...)
 	cmd.Env = workerEnv(s)
 	cmd.Stdin = nil
@@ -75,29 +103,45 @@ func startProcess(s *spec) (*procHandles, error) {
 	cmd.Stderr = errW
 	cmd.ExtraFiles = []*os.File{reqR, respW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
-	// The child holds its own copies now; the parent keeps only its ends, so EOF
-	// on fromW means every writer is gone.
-	closeAll(reqR, respW, outW, errW)
-	if err != nil {
-		closeAll(reqW, respR, outR, errR)
-		return nil, fmt.Errorf("start worker %s: %s: %w", s.workerID, s.pool.Python, err)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker %s: %s: %w", s.workerID, s.pool.Python, err)
 	}
-	return &procHandles{cmd: cmd, toW: reqW, fromW: respR, stdout: outR, stderr: errR}, nil
+	h.pid = cmd.Process.Pid
+	h.wait = func() exitStatus {
+		_ = cmd.Wait()
+		code, sig := exitDescription(cmd.ProcessState)
+		return exitStatus{code: code, signal: sig}
+	}
+	return nil
 }
+
+// forkWorker has the pool's template fork the worker; files are the child's
+// ends: frames in, frames out, stdout, stderr.
+func forkWorker(s *spec, h *procHandles, files []*os.File) error {
+	pid, exited, err := s.tmpl.spawn(workerArgs(s)[len(interpreterArgs):], files)
+	if err != nil {
+		return fmt.Errorf("start worker %s from template: %w", s.workerID, err)
+	}
+	h.pid = pid
+	h.wait = func() exitStatus { return <-exited }
+	return nil
+}
+
+// interpreterArgs come before the runtime's own arguments on a worker's
+// command line.
+var interpreterArgs = []string{"-u", "-m", "snakepit_worker"}
 
 func workerArgs(s *spec) []string {
 	threads := 1
 	if s.pool.WorkerProfile == config.ProfileThread {
 		threads = s.pool.ThreadsPerWorker
 	}
-	args := []string{
-		"-u", "-m", "snakepit_worker",
+	args := append(slices.Clone(interpreterArgs),
 		"--adapter", s.pool.AdapterModule,
 		"--worker-id", s.workerID,
 		"--in-fd", "3", "--out-fd", "4",
 		"--threads", strconv.Itoa(threads),
-	}
+	)
 	if len(s.pool.AdapterArgs) > 0 {
 		args = append(args, "--")
 		args = append(args, s.pool.AdapterArgs...)

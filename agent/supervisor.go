@@ -108,7 +108,8 @@ func (sv *supervisor) spawn(why string) {
 	u.incarnation++
 	inc := u.incarnation
 	p.mu.Unlock()
-	sp := &spec{pool: p.cfg, workerID: u.id, runtimeDir: p.runtimeDir, stateDir: p.stateDir}
+	sp := &spec{pool: p.cfg, workerID: u.id, runtimeDir: p.runtimeDir, stateDir: p.stateDir,
+		tmpl: p.template()}
 	sv.wg.Add(1)
 	go func() {
 		defer sv.wg.Done()

@@ -77,7 +77,7 @@ func spawn(ctx context.Context, s *spec, incarnation uint32, log zerolog.Logger)
 		return nil, err
 	}
 	w := &worker{
-		id: s.workerID, pool: s.pool.Name, incarnation: incarnation, pid: proc.cmd.Process.Pid,
+		id: s.workerID, pool: s.pool.Name, incarnation: incarnation, pid: proc.pid,
 		started: time.Now(), proc: proc,
 		exited: make(chan struct{}), readDone: make(chan struct{}),
 		pongCh: make(chan uint64, 1),
@@ -242,7 +242,7 @@ func (w *worker) route(f *schemas.Frame) {
 // waited for directly, so its exit is seen at once even if a child it left behind
 // still holds the pipes.
 func (w *worker) wait(drains *sync.WaitGroup) {
-	err := w.proc.cmd.Wait()
+	st := w.proc.wait()
 	// From here no new call may start on this worker; calls already sent are
 	// failed below once the reader has drained what the process wrote.
 	w.mu.Lock()
@@ -255,8 +255,8 @@ func (w *worker) wait(drains *sync.WaitGroup) {
 	if w.record != "" {
 		_ = os.Remove(w.record)
 	}
-	code, sig := exitDescription(w.proc.cmd.ProcessState)
-	w.exitErr = crashError(w.id, code, sig, err)
+	code, sig := st.code, st.signal
+	w.exitErr = crashError(w.id, code, sig)
 	switch {
 	case hung != "":
 		w.exitErr = hungError(w.id, hung)
@@ -312,7 +312,7 @@ func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) {
 	}
 }
 
-func crashError(id string, code int, sig string, err error) *schemas.Error {
+func crashError(id string, code int, sig string) *schemas.Error {
 	e := schemas.NewError(schemas.CategoryWorker, schemas.ReasonWorkerCrashed,
 		"worker %s exited with code %d", id, code)
 	if sig != "" {
@@ -320,9 +320,6 @@ func crashError(id string, code int, sig string, err error) *schemas.Error {
 		e.WithDetail("signal", sig)
 	} else {
 		e.WithDetail("exit_code", code)
-	}
-	if err != nil && code == -1 && sig == "" {
-		e.WithDetail("wait_error", err.Error())
 	}
 	return e.WithDetail("worker_id", id)
 }

@@ -30,6 +30,12 @@ const (
 	ProfileProcess = "process"
 	ProfileThread  = "thread"
 
+	// StartFork forks each worker from the pool's template process, which has
+	// started the interpreter and imported the runtime; StartExec starts each
+	// worker as a new interpreter.
+	StartFork = "fork"
+	StartExec = "exec"
+
 	CapacityPool    = "pool"
 	CapacityProfile = "profile"
 	CapacityHybrid  = "hybrid"
@@ -68,6 +74,8 @@ type Pool struct {
 	Name string
 	// WorkerProfile is process (one request per worker) or thread. Default process.
 	WorkerProfile string
+	// WorkerStart is how worker processes start: fork (default) or exec.
+	WorkerStart string
 	// PoolSize is the number of worker processes. Default NumCPU*2.
 	PoolSize int
 	// AdapterModule is "module:Class" of the Python adapter. Default the showcase.
@@ -157,6 +165,7 @@ func (c *Config) poolDefaults(name string) Pool {
 	return Pool{
 		Name:               name,
 		WorkerProfile:      ProfileProcess,
+		WorkerStart:        StartFork,
 		PoolSize:           DefaultPoolSize(),
 		AdapterModule:      DefaultAdapter,
 		Python:             DefaultPython,

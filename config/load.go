@@ -39,6 +39,7 @@ type fileGlobal struct {
 type filePool struct {
 	Name                *string      `yaml:"name"`
 	WorkerProfile       *string      `yaml:"worker_profile"`
+	WorkerStart         *string      `yaml:"worker_start"`
 	PoolSize            *int         `yaml:"pool_size"`
 	AdapterModule       *string      `yaml:"adapter_module"`
 	AdapterArgs         []string     `yaml:"adapter_args"`
@@ -286,6 +287,7 @@ func applyPool(p Pool, fp *filePool, where string) (Pool, error) {
 func fillPool(p Pool, fp *filePool) Pool {
 	setString(&p.Name, fp.Name)
 	setString(&p.WorkerProfile, fp.WorkerProfile)
+	setString(&p.WorkerStart, fp.WorkerStart)
 	setInt(&p.PoolSize, fp.PoolSize)
 	setString(&p.AdapterModule, fp.AdapterModule)
 	if fp.AdapterArgs != nil {

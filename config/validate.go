@@ -64,6 +64,9 @@ func (p *Pool) validate(where string) error {
 	if !ValidToken(p.Name) {
 		return bad("name", "want letters, digits, '_' or '-', got %q", p.Name)
 	}
+	if !oneOf(p.WorkerStart, StartFork, StartExec) {
+		return bad("worker_start", "want fork or exec, got %q", p.WorkerStart)
+	}
 	if !oneOf(p.WorkerProfile, ProfileProcess, ProfileThread) {
 		return bad("worker_profile", "want process or thread, got %q", p.WorkerProfile)
 	}

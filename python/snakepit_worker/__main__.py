@@ -2,6 +2,10 @@
 
     python3 -m snakepit_worker --adapter MODULE:CLASS --worker-id ID
         [--in-fd 3] [--out-fd 4] [--threads N] [-- ADAPTER_ARGS...]
+    python3 -m snakepit_worker --template --control-fd FD
+
+The second form is a pool's template, which forks workers that run the
+first form's arguments (see _template).
 
 Exit status: 0 after SHUTDOWN or when the agent closed the pipes, 1 when
 the runtime failed, 2 for a bad command line, 3 when the adapter could
@@ -170,9 +174,28 @@ def _exit(status: int) -> NoReturn:
     os._exit(status)
 
 
+def _template_main(argv: Sequence[str]) -> int:
+    from . import _template
+
+    if len(argv) != 3 or argv[1] != "--control-fd":
+        print("usage: python3 -m snakepit_worker --template --control-fd FD",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        fd = _fd(argv[2])
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"snakepit_worker: --control-fd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _die_with_parent()
+    return _template.serve(fd, main)
+
+
 if __name__ == "__main__":
     try:
-        code = main()
+        if sys.argv[1:2] == ["--template"]:
+            code = _template_main(sys.argv[1:])
+        else:
+            code = main()
     except KeyboardInterrupt:
         code = 130
     except BaseException:

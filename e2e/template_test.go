@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/snakepit-go/snakepit/config"
+)
+
+// parentOf reads a process's parent pid from /proc.
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatalf("stat of pid %d: %v", pid, err)
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		t.Fatalf("ppid of pid %d in %q: %v", pid, b, err)
+	}
+	return ppid
+}
+
+// TestWorkerStartModes: with worker_start fork (the default) the workers are
+// children of one template process, not of the agent, and serve like any
+// worker; with exec each is the agent's own child.
+func TestWorkerStartModes(t *testing.T) {
+	for _, mode := range []string{config.StartFork, config.StartExec} {
+		t.Run(mode, func(t *testing.T) {
+			p := testPool("default", 3)
+			p.WorkerStart = mode
+			f := startFleet(t, p)
+			parents := map[int]bool{}
+			for _, w := range f.host.Agent().Pools()[0].Workers() {
+				parents[parentOf(t, int(w.Pid))] = true
+			}
+			agent := os.Getpid()
+			switch mode {
+			case config.StartFork:
+				if len(parents) != 1 || parents[agent] {
+					t.Fatalf("parents of the workers %v: want one template, not the agent %d",
+						parents, agent)
+				}
+			default:
+				if len(parents) != 1 || !parents[agent] {
+					t.Fatalf("parents of the workers %v: want the agent %d", parents, agent)
+				}
+			}
+			for i := range 6 {
+				v, err := f.client.Execute(t.Context(), "default", "ping", nil)
+				if err != nil {
+					t.Fatalf("ping %d: %v", i, err)
+				}
+				pidOf(t, v)
+			}
+		})
+	}
+}
+
+// TestTemplateDeathTakesItsWorkersAndRecovers: kill -9 of the template ends
+// every worker it forked (none is left running), and the pool comes back with
+// new workers from a new template.
+func TestTemplateDeathTakesItsWorkersAndRecovers(t *testing.T) {
+	f := startFleet(t, testPool("default", 2))
+	pool := f.host.Agent().Pools()[0]
+	var workers []int
+	for _, w := range pool.Workers() {
+		workers = append(workers, int(w.Pid))
+	}
+	requireRunning(t, workers...)
+	template := parentOf(t, workers[0])
+	requireRunning(t, template)
+	if err := syscall.Kill(template, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill template %d: %v", template, err)
+	}
+	eventually(t, 5*time.Second, "the template's workers gone", func() bool {
+		return !alive(workers[0]) && !alive(workers[1]) && !alive(template)
+	})
+	eventually(t, 20*time.Second, "two fresh workers", func() bool {
+		ws := pool.Workers()
+		if pool.Stats().Available != 2 || len(ws) != 2 {
+			return false
+		}
+		for _, w := range ws {
+			if int(w.Pid) == workers[0] || int(w.Pid) == workers[1] || w.Pid == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	fresh := pool.Workers()
+	if p := parentOf(t, int(fresh[0].Pid)); p == template || p == os.Getpid() {
+		t.Fatalf("fresh worker's parent is %d: want a new template (old %d, agent %d)",
+			p, template, os.Getpid())
+	}
+	if _, err := f.client.Execute(t.Context(), "default", "ping", nil); err != nil {
+		t.Fatalf("ping after the template died: %v", err)
+	}
+}
