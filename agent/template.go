@@ -58,11 +58,11 @@ type template struct {
 	spawnMu sync.Mutex      // one spawn request at a time
 	replies chan spawnReply // the answer to the request in flight
 
-	mu      sync.Mutex
-	exits   map[int]chan exitStatus // pid → where its exit goes
-	early   map[int]exitStatus      // exits seen before their spawn answer
-	dead bool
-	done chan struct{} // closed once the template has exited
+	mu    sync.Mutex
+	exits map[int]chan exitStatus // pid → where its exit goes
+	early map[int]exitStatus      // exits seen before their spawn answer
+	dead  bool
+	done  chan struct{} // closed once the template has exited
 }
 
 type spawnReply struct {
@@ -110,7 +110,7 @@ func startTemplate(s *spec, log zerolog.Logger) (*template, error) {
 		log:     log.With().Int("template_pid", cmd.Process.Pid).Logger(),
 		replies: make(chan spawnReply, 1),
 		exits:   map[int]chan exitStatus{}, early: map[int]exitStatus{},
-		done:    make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if dir := recordDir(s.stateDir); dir != "" {
 		if t.record, err = writeRecord(dir, t.pid, "template-"+s.pool.Name); err != nil {
