@@ -48,7 +48,9 @@ func CompileRuntime(ctx context.Context, python, runtimeDir string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, python, "-m", "compileall", "-q", runtimeDir).CombinedOutput()
+	// -f: without the marker nothing written before can be trusted, a
+	// bytecode file with a current header but a damaged body included.
+	out, err := exec.CommandContext(ctx, python, "-m", "compileall", "-q", "-f", runtimeDir).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("compile worker runtime %s with %s: %w: %s",
 			runtimeDir, python, err, strings.TrimSpace(string(out)))

@@ -132,7 +132,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	if p.runtimeDir != "" {
 		if err := CompileRuntime(ctx, p.cfg.Python, p.runtimeDir); err != nil {
-			p.log.Warn().Err(err).Msg("worker runtime left uncompiled: workers compile it at each start")
+			p.log.Warn().Err(err).Msg("could not compile the worker runtime")
 		}
 	}
 	p.startTemplate()

@@ -223,11 +223,8 @@ class Command:
             return self.func(*bound.args, **bound.kwargs)
         try:
             return self.func(ctx, **kwargs)
-        except TypeError:
-            # Python checks arguments before the body runs: if they do not
-            # bind, the command never started; if they do, the TypeError
-            # is the command's own.
-            self.bind_json(ctx, kwargs)
+        except TypeError as exc:
+            _refused_by_the_call(exc)
             raise
 
     def call_raw(self, ctx: Context, data: bytes) -> Any:
@@ -237,9 +234,21 @@ class Command:
             return self.func(ctx, data)
         try:
             return self.func(ctx, data)
-        except TypeError:
-            self.bind_raw(ctx, data)
+        except TypeError as exc:
+            _refused_by_the_call(exc)
             raise
+
+
+def _refused_by_the_call(exc: TypeError) -> None:
+    """Raise BindError if exc came from the call itself, not the command.
+
+    Python checks a call's arguments before the function's first line:
+    a TypeError from that check has no frame of the command in its
+    traceback, only the caller's. One raised inside the command has more.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is None:
+        raise BindError(str(exc)) from None
 
 
 def commands_of(adapter: Any) -> Dict[str, Command]:

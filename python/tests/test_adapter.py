@@ -178,6 +178,15 @@ class CallTest(LeakCheckedCase):
         self.assertEqual(add.call_json(ctx(), {"a": 2}), 3)
         self.assertEqual(calls, ["add"])
 
+    def test_a_key_named_self_does_not_fit(self) -> None:
+        class Keys(Adapter):
+            @command
+            def kw(self, ctx: Context, **kw: Any) -> Dict[str, Any]:
+                return kw
+
+        with self.assertRaisesRegex(BindError, "self"):
+            commands_of(Keys())["kw"].call_json(ctx(), {"self": 1})
+
     def test_the_commands_own_type_error_is_not_a_bind_error(self) -> None:
         with self.assertRaises(TypeError) as caught:
             self.table["typed"].call_json(ctx(), {"n": "one"})
