@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snakepit-go/snakepit/config"
+	"github.com/snakepit-go/snakepit/internal/procfs"
 )
 
 // framePipeSize is the kernel buffer asked for each frame pipe.
@@ -123,8 +124,44 @@ func forkWorker(s *spec, h *procHandles, files []*os.File) error {
 		return fmt.Errorf("start worker %s from template: %w", s.workerID, err)
 	}
 	h.pid = pid
-	h.wait = func() exitStatus { return <-exited }
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		// Gone already (its exit is on its way) or /proc unreadable: the
+		// template's report is all there is to wait for.
+		h.wait = func() exitStatus { return <-exited }
+		return nil
+	}
+	h.wait = func() exitStatus { return awaitForked(pid, st.Start, exited) }
 	return nil
+}
+
+// forkedExitGrace is how long a forked worker that is seen gone may wait for
+// its template's report before its exit is taken as unknown.
+const forkedExitGrace = 2 * time.Second
+
+// awaitForked waits for the template's report of the worker's exit. A template
+// that cannot report (stopped, stuck) must not keep the pool waiting on a
+// worker that is gone: once the process (the one started at start ticks) no
+// longer runs, the report gets forkedExitGrace more, then the exit is unknown.
+func awaitForked(pid int, start uint64, exited <-chan exitStatus) exitStatus {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case st := <-exited:
+			return st
+		case <-tick.C:
+		}
+		if st, err := procfs.ReadStat(pid); err == nil && st.Start == start && !st.Zombie {
+			continue
+		}
+		select {
+		case st := <-exited:
+			return st
+		case <-time.After(forkedExitGrace):
+			return exitStatus{code: -1}
+		}
+	}
 }
 
 // interpreterArgs come before the runtime's own arguments on a worker's

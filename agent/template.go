@@ -245,6 +245,10 @@ func (t *template) spawn(argv []string, files []*os.File) (int, <-chan exitStatu
 		// A template that does not answer is broken (stopped, stuck): end it,
 		// and this worker and the next start on their own.
 		t.log.Warn().Dur("timeout", spawnTimeout).Msg("template did not answer a spawn; killing it")
+		// No later spawn may take this one's late answer for its own.
+		t.mu.Lock()
+		t.dead = true
+		t.mu.Unlock()
 		_ = t.cmd.Process.Kill()
 		return 0, nil, errTemplateGone
 	}
