@@ -126,10 +126,6 @@ func (p *Pool) Config() config.Pool { return p.cfg }
 // worker fails its first start, Start stops the pool and returns that error.
 func (p *Pool) Start(ctx context.Context) error {
 	began := time.Now()
-	if exe := resolveInterpreter(ctx, p.cfg.Python); exe != p.cfg.Python {
-		p.log.Info().Str("python", p.cfg.Python).Str("executable", exe).Msg("python resolved")
-		p.cfg.Python = exe
-	}
 	if p.runtimeDir != "" {
 		if err := CompileRuntime(ctx, p.cfg.Python, p.runtimeDir); err != nil {
 			p.log.Warn().Err(err).Msg("could not compile the worker runtime")

@@ -62,7 +62,9 @@ type template struct {
 	exits map[int]chan exitStatus // pid → where its exit goes
 	early map[int]exitStatus      // exits seen before their spawn answer
 	dead  bool
-	done  chan struct{} // closed once the template has exited
+	// unanswered: it was killed for not answering a spawn.
+	unanswered bool
+	done       chan struct{} // closed once the template has exited
 }
 
 type spawnReply struct {
@@ -247,7 +249,7 @@ func (t *template) spawn(argv []string, files []*os.File) (int, <-chan exitStatu
 		t.log.Warn().Dur("timeout", spawnTimeout).Msg("template did not answer a spawn; killing it")
 		// No later spawn may take this one's late answer for its own.
 		t.mu.Lock()
-		t.dead = true
+		t.dead, t.unanswered = true, true
 		t.mu.Unlock()
 		_ = t.cmd.Process.Kill()
 		return 0, nil, errTemplateGone
@@ -315,6 +317,17 @@ func (p *Pool) template() *template {
 		return nil
 	}
 	if !p.tmpl.alive() {
+		p.tmpl.mu.Lock()
+		unanswered := p.tmpl.unanswered
+		p.tmpl.mu.Unlock()
+		if unanswered {
+			// A new one would most likely hang too, and each start would
+			// wait out spawnTimeout again.
+			p.log.Error().Int("template_pid", p.tmpl.pid).
+				Msg("template did not answer; workers of this pool start on their own from now on")
+			p.tmpl = nil
+			return nil
+		}
 		p.log.Warn().Int("template_pid", p.tmpl.pid).Msg("template exited; starting a new one")
 		p.tmpl = p.newTemplateLocked()
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,5 +102,33 @@ func TestTemplateDeathTakesItsWorkersAndRecovers(t *testing.T) {
 	}
 	if _, err := f.client.Execute(t.Context(), "default", "ping", nil); err != nil {
 		t.Fatalf("ping after the template died: %v", err)
+	}
+}
+
+// TestNoTemplateFallsBackToExec: an interpreter that cannot run the template
+// (here a wrapper script that refuses --template) still gets its workers, each
+// started on its own, and the configured interpreter is used as it is.
+func TestNoTemplateFallsBackToExec(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "python-no-template")
+	script := "#!/bin/sh\ncase \"$*\" in *--template*) echo refused >&2; exit 1;; esac\n" +
+		"exec " + python + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := testPool("default", 2)
+	p.Python = wrapper
+	f := startFleet(t, p)
+	for _, w := range f.host.Agent().Pools()[0].Workers() {
+		if parent := parentOf(t, int(w.Pid)); parent != os.Getpid() {
+			t.Fatalf("worker %s has parent %d: want the agent %d (started on its own)",
+				w.Id, parent, os.Getpid())
+		}
+	}
+	if _, err := f.client.Execute(t.Context(), "default", "ping", nil); err != nil {
+		t.Fatalf("ping: %v", err)
 	}
 }
