@@ -28,7 +28,7 @@ func parentOf(t *testing.T, pid int) int {
 	return ppid
 }
 
-// TestWorkerStartModes: with worker_start fork (the default) the workers are
+// TestWorkerStartModes: with worker_start fork the workers are
 // children of one template process, not of the agent, and serve like any
 // worker; with exec each is the agent's own child.
 func TestWorkerStartModes(t *testing.T) {
@@ -68,7 +68,9 @@ func TestWorkerStartModes(t *testing.T) {
 // every worker it forked (none is left running), and the pool comes back with
 // new workers from a new template.
 func TestTemplateDeathTakesItsWorkersAndRecovers(t *testing.T) {
-	f := startFleet(t, testPool("default", 2))
+	p := testPool("default", 2)
+	p.WorkerStart = config.StartFork
+	f := startFleet(t, p)
 	pool := f.host.Agent().Pools()[0]
 	var workers []int
 	for _, w := range pool.Workers() {
@@ -121,6 +123,7 @@ func TestNoTemplateFallsBackToExec(t *testing.T) {
 	}
 	p := testPool("default", 2)
 	p.Python = wrapper
+	p.WorkerStart = config.StartFork
 	f := startFleet(t, p)
 	for _, w := range f.host.Agent().Pools()[0].Workers() {
 		if parent := parentOf(t, int(w.Pid)); parent != os.Getpid() {

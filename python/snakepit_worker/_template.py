@@ -20,11 +20,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import traceback
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Sequence, Tuple
 
 __all__ = ["serve"]
 
@@ -35,32 +36,58 @@ _HIGH_FD = 10
 # Frames in, frames out, stdout, stderr.
 _FDS = 4
 
+# Seconds between reaps even when no SIGCHLD came.
+_REAP_EVERY = 1.0
+
 
 def serve(control_fd: int, run: Callable[[Sequence[str]], int]) -> int:
     """Fork a worker running run(argv) for each request until end of file."""
     sock = socket.socket(fileno=control_fd)
     os.set_inheritable(control_fd, False)
-    signal.signal(signal.SIGCHLD, lambda _sig, _frame: _reap(sock))
+    # SIGCHLD only wakes the loop, through the wakeup pipe: a Python-level
+    # handler could run late, when the signal lands just before the loop
+    # blocks again, and an exit would wait for the next request.
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, _FDS)
+            ready, _, _ = select.select([sock, wake_r], [], [], _REAP_EVERY)
         except InterruptedError:  # pragma: no cover - retried by Python
             continue
+        if wake_r in ready:
+            _drain(wake_r)
+        _reap(sock)
+        if sock not in ready:
+            continue
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, _FDS)
         except OSError:
             return 0
         if not data:
             return 0
         try:
-            reply = _spawn(sock, data, fds, run)
+            reply = _spawn(sock, data, fds, run, (wake_r, wake_w))
         finally:
             for fd in fds:
                 os.close(fd)
         _send(sock, reply)
-        _reap(sock)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _spawn(sock: socket.socket, data: bytes, fds: List[int],
-           run: Callable[[Sequence[str]], int]) -> Any:
+           run: Callable[[Sequence[str]], int],
+           wake: Tuple[int, int]) -> Any:
     try:
         msg = json.loads(data)
         argv = msg["argv"]
@@ -77,7 +104,7 @@ def _spawn(sock: socket.socket, data: bytes, fds: List[int],
     except OSError as exc:
         return {"failed": f"fork: {exc}"}
     if pid == 0:
-        _child(sock, fds, argv, run)
+        _child(sock, fds, argv, run, wake)
     try:
         # Also done by the child: whichever runs first, the worker leads its
         # own process group before the agent hears of it.
@@ -88,10 +115,14 @@ def _spawn(sock: socket.socket, data: bytes, fds: List[int],
 
 
 def _child(sock: socket.socket, fds: List[int], argv: List[str],
-           run: Callable[[Sequence[str]], int]) -> None:
+           run: Callable[[Sequence[str]], int],
+           wake: Tuple[int, int]) -> None:
     status = 1
     try:
+        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wake:
+            os.close(fd)
         os.setpgid(0, 0)
         sock.close()
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, _HIGH_FD) for fd in fds]
