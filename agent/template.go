@@ -287,8 +287,6 @@ func (t *template) stop() {
 	}
 }
 
-// TODO(#8): a forked worker's handshake is sometimes lost under fast recycling (e2e TestRecycleByMaxRequests with fork, ~1 run in 10); fork stays opt-in until found.
-
 // startTemplate starts the pool's template when its workers are to be forked.
 // If it cannot start, workers are started on their own, which is slower but
 // the same.

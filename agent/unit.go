@@ -180,8 +180,12 @@ func (p *Pool) checkRecycleLocked(u *unit, releasing *slot) {
 	u.dry = true
 	if nw := u.standby; nw != nil {
 		u.standby = nil
-		p.installLocked(u, nw, releasing)
+		old := p.installLocked(u, nw, releasing)
 		p.stats.recycles++
+		logRecycled(old, nw, recycleMaxRequests)
+		// Not under the pool's lock: a subscriber may ask the pool for stats.
+		go emitWorker(EventWorkerRecycled, p.cfg.Name, nw,
+			map[string]any{"reason": recycleMaxRequests, "replaced_pid": old.pid})
 		u.wake()
 		return
 	}

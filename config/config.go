@@ -74,7 +74,7 @@ type Pool struct {
 	Name string
 	// WorkerProfile is process (one request per worker) or thread. Default process.
 	WorkerProfile string
-	// WorkerStart is how worker processes start: exec (default) or fork.
+	// WorkerStart is how worker processes start: fork (default) or exec.
 	WorkerStart string
 	// PoolSize is the number of worker processes. Default NumCPU*2.
 	PoolSize int
@@ -165,7 +165,7 @@ func (c *Config) poolDefaults(name string) Pool {
 	return Pool{
 		Name:               name,
 		WorkerProfile:      ProfileProcess,
-		WorkerStart:        StartExec,
+		WorkerStart:        StartFork,
 		PoolSize:           DefaultPoolSize(),
 		AdapterModule:      DefaultAdapter,
 		Python:             DefaultPython,

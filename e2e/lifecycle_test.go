@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -183,7 +184,10 @@ func TestHeartbeatNotDependentOnlyLogs(t *testing.T) {
 }
 
 // TestRecycleByMaxRequests: worker_max_requests 5, 50 requests two at a time:
-// none fails, no worker serves more than 5, and stats count 10 recycles.
+// none fails, no worker serves more than 5, every worker that served 5 is
+// recycled, and only the two serving now have served fewer. How the 50 split
+// between the two slots is up to timing: 25 and 25 make 10 recycles, 28 and 22
+// make 9 (5 + 4) with two partly used workers.
 func TestRecycleByMaxRequests(t *testing.T) {
 	p := testPool("default", 2)
 	p.WorkerMaxRequests = 5
@@ -210,25 +214,34 @@ func TestRecycleByMaxRequests(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	full, partial := 0, 0
 	for pid, n := range served {
 		if n > 5 {
 			t.Errorf("worker pid %d served %d requests, want at most 5", pid, n)
 		}
+		if n == 5 {
+			full++
+		} else {
+			partial++
+		}
 	}
-	eventually(t, 10*time.Second, "10 recycles counted", func() bool {
-		return pool.Stats().Recycles == 10
+	if partial > 2 {
+		t.Errorf("%d workers served fewer than 5 requests (%v); only the 2 serving now may", partial, served)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("%d recycles counted", full), func() bool {
+		return pool.Stats().Recycles == uint64(full)
 	})
 	st := pool.Stats()
-	t.Logf("50 requests on %d worker processes; stats: %d requests, %d errors, %d recycles, %d restarts",
-		len(served), st.Requests, st.Errors, st.Recycles, st.Restarts)
-	if len(served) != 10 || st.Errors != 0 || st.Restarts != 0 {
-		t.Fatalf("%d processes served, %d errors, %d restarts; want 10, 0, 0",
-			len(served), st.Errors, st.Restarts)
+	t.Logf("50 requests on %d worker processes (%d served 5); stats: %d requests, %d errors, %d recycles, %d restarts",
+		len(served), full, st.Requests, st.Errors, st.Recycles, st.Restarts)
+	if full < 9 || st.Errors != 0 || st.Restarts != 0 {
+		t.Fatalf("%d workers served 5, %d errors, %d restarts; want at least 9, 0, 0",
+			full, st.Errors, st.Restarts)
 	}
 	recs := logs.records("worker recycled: the replacement serves, the old worker finishes its requests and stops")
-	if len(recs) != 10 || recs[0]["reason"] != "worker_max_requests" {
-		t.Fatalf("recycle log lines = %d (first %v), want 10 with reason worker_max_requests",
-			len(recs), recs)
+	if uint64(len(recs)) != st.Recycles || recs[0]["reason"] != "worker_max_requests" {
+		t.Fatalf("recycle log lines = %d (first %v), want %d with reason worker_max_requests",
+			len(recs), recs, st.Recycles)
 	}
 	eventually(t, 10*time.Second, "2 workers available", func() bool {
 		return pool.Stats().Available == 2
