@@ -110,8 +110,10 @@ func execWorker(s *spec, h *procHandles, reqR, respW, outW, errW *os.File) error
 	h.pid = cmd.Process.Pid
 	h.wait = func() exitStatus {
 		_ = cmd.Wait()
-		code, sig := exitDescription(cmd.ProcessState)
-		return exitStatus{code: code, signal: sig}
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+			return statusOf(ws)
+		}
+		return exitStatus{code: cmd.ProcessState.ExitCode()}
 	}
 	return nil
 }
@@ -218,15 +220,19 @@ func killGroup(pid int, sig syscall.Signal) {
 	}
 }
 
-// exitDescription renders a process state as "exit code 3" or "signal killed".
-func exitDescription(st *os.ProcessState) (code int, signal string) {
-	if st == nil {
-		return -1, ""
+// exitStatus is how a worker process ended.
+type exitStatus struct {
+	code   int    // exit code, -1 when killed by a signal
+	signal string // the signal's name, "" when it exited
+}
+
+// statusOf reads a wait status, the agent's own (exec) or one the template
+// reported (fork).
+func statusOf(ws syscall.WaitStatus) exitStatus {
+	if ws.Signaled() {
+		return exitStatus{code: -1, signal: ws.Signal().String()}
 	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -1, ws.Signal().String()
-	}
-	return st.ExitCode(), ""
+	return exitStatus{code: ws.ExitStatus()}
 }
 
 func closeAll(files ...*os.File) {

@@ -35,18 +35,6 @@ const spawnTimeout = 10 * time.Second
 // errTemplateGone is returned by spawn once the template has exited.
 var errTemplateGone = errors.New("template process has exited")
 
-// exitStatus is how a worker process ended.
-type exitStatus struct {
-	code   int    // exit code, -1 when killed by a signal
-	signal string // the signal's name, "" when it exited
-}
-
-func statusOf(ws syscall.WaitStatus) exitStatus {
-	if ws.Signaled() {
-		return exitStatus{code: -1, signal: ws.Signal().String()}
-	}
-	return exitStatus{code: ws.ExitStatus()}
-}
 
 type template struct {
 	cmd    *exec.Cmd
