@@ -35,7 +35,6 @@ const spawnTimeout = 10 * time.Second
 // errTemplateGone is returned by spawn once the template has exited.
 var errTemplateGone = errors.New("template process has exited")
 
-
 type template struct {
 	cmd    *exec.Cmd
 	pid    int
