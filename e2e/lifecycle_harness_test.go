@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/dispatch"
 	"github.com/snakepit-go/snakepit/host"
+	"github.com/snakepit-go/snakepit/internal/procfs"
 )
 
 // logBuffer keeps every log line an agent writes, for tests that look at them.
@@ -132,25 +132,16 @@ func fixturePool(t *testing.T, name, adapter string, size int) config.Pool {
 // first seen under that pid: pids wrap fast on a busy machine (pid_max is often
 // 32768), so a new process must not pass for an old one.
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.Zombie {
 		return false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || len(b) <= i+2 || b[i+2] == 'Z' || b[i+2] == 'X' {
-		return false
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 20 {
-		return false
-	}
-	start := string(fields[19])
 	seenMu.Lock()
 	defer seenMu.Unlock()
-	if first, ok := seenStart[pid]; ok && first != start {
+	if first, ok := seenStart[pid]; ok && first != st.Start {
 		return false
 	}
-	seenStart[pid] = start
+	seenStart[pid] = st.Start
 	return true
 }
 
@@ -167,7 +158,7 @@ func requireRunning(t *testing.T, pids ...int) {
 
 var (
 	seenMu    sync.Mutex
-	seenStart = map[int]string{}
+	seenStart = map[int]uint64{}
 )
 
 // pidOf reads the pid out of a ping-like result.

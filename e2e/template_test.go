@@ -4,28 +4,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/snakepit-go/snakepit/config"
+	"github.com/snakepit-go/snakepit/internal/procfs"
 )
 
 // parentOf reads a process's parent pid from /proc.
 func parentOf(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		t.Fatalf("stat of pid %d: %v", pid, err)
 	}
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		t.Fatalf("ppid of pid %d in %q: %v", pid, b, err)
-	}
-	return ppid
+	return st.PPid
 }
 
 // TestWorkerStartModes: with worker_start fork the workers are

@@ -12,6 +12,7 @@ import (
 
 // Stat is what /proc/<pid>/stat says about a process's identity.
 type Stat struct {
+	PPid  int
 	Pgrp  int
 	Start uint64 // clock ticks after boot
 	// Zombie is set for a process that is dead and waits to be reaped.
@@ -34,6 +35,10 @@ func ReadStat(pid int) (Stat, error) {
 	if len(f) < 20 {
 		return Stat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
 	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil {
+		return Stat{}, fmt.Errorf("parse /proc/%d/stat ppid: %w", pid, err)
+	}
 	pgrp, err := strconv.Atoi(string(f[2]))
 	if err != nil {
 		return Stat{}, fmt.Errorf("parse /proc/%d/stat pgrp: %w", pid, err)
@@ -42,5 +47,5 @@ func ReadStat(pid int) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("parse /proc/%d/stat starttime: %w", pid, err)
 	}
-	return Stat{Pgrp: pgrp, Start: start, Zombie: f[0][0] == 'Z' || f[0][0] == 'X'}, nil
+	return Stat{PPid: ppid, Pgrp: pgrp, Start: start, Zombie: f[0][0] == 'Z' || f[0][0] == 'X'}, nil
 }
