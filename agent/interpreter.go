@@ -28,7 +28,8 @@ func CompileRuntime(ctx context.Context, python, runtimeDir string) error {
 	defer cancel()
 	// -f: without the marker nothing written before can be trusted, a
 	// bytecode file with a current header but a damaged body included.
-	out, err := exec.CommandContext(ctx, python, "-m", "compileall", "-q", "-f", runtimeDir).CombinedOutput()
+	cmd := exec.CommandContext(ctx, python, "-m", "compileall", "-q", "-f", runtimeDir)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("compile worker runtime %s with %s: %w: %s",
 			runtimeDir, python, err, strings.TrimSpace(string(out)))

@@ -226,19 +226,22 @@ func TestRecycleByMaxRequests(t *testing.T) {
 		}
 	}
 	if partial > 2 {
-		t.Errorf("%d workers served fewer than 5 requests (%v); only the 2 serving now may", partial, served)
+		t.Errorf("%d workers served fewer than 5 requests (%v); only the 2 serving now may",
+			partial, served)
 	}
 	eventually(t, 10*time.Second, fmt.Sprintf("%d recycles counted", full), func() bool {
 		return pool.Stats().Recycles == uint64(full)
 	})
 	st := pool.Stats()
-	t.Logf("50 requests on %d worker processes (%d served 5); stats: %d requests, %d errors, %d recycles, %d restarts",
+	t.Logf("50 requests on %d worker processes (%d served 5); "+
+		"stats: %d requests, %d errors, %d recycles, %d restarts",
 		len(served), full, st.Requests, st.Errors, st.Recycles, st.Restarts)
 	if full < 9 || st.Errors != 0 || st.Restarts != 0 {
 		t.Fatalf("%d workers served 5, %d errors, %d restarts; want at least 9, 0, 0",
 			full, st.Errors, st.Restarts)
 	}
-	recs := logs.records("worker recycled: the replacement serves, the old worker finishes its requests and stops")
+	recs := logs.records("worker recycled: the replacement serves, " +
+		"the old worker finishes its requests and stops")
 	if uint64(len(recs)) != st.Recycles || recs[0]["reason"] != "worker_max_requests" {
 		t.Fatalf("recycle log lines = %d (first %v), want %d with reason worker_max_requests",
 			len(recs), recs, st.Recycles)
