@@ -204,6 +204,13 @@ func (t *template) alive() bool {
 	return !t.dead
 }
 
+// hung reports whether the template was killed for not answering a spawn.
+func (t *template) hung() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.unanswered
+}
+
 // spawn forks a worker with the given runtime arguments and the child's ends of
 // its pipes (frames in, frames out, stdout, stderr), and returns its pid and a
 // channel that receives its exit.
@@ -304,10 +311,7 @@ func (p *Pool) template() *template {
 		return nil
 	}
 	if !p.tmpl.alive() {
-		p.tmpl.mu.Lock()
-		unanswered := p.tmpl.unanswered
-		p.tmpl.mu.Unlock()
-		if unanswered {
+		if p.tmpl.hung() {
 			// A new one would most likely hang too, and each start would
 			// wait out spawnTimeout again.
 			p.log.Error().Int("template_pid", p.tmpl.pid).
