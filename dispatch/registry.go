@@ -33,18 +33,19 @@ type Registry struct {
 	mu   sync.Mutex
 	live map[string]*schemas.AgentRecord
 	rev  uint64
+	// announced: this agent's record is written and renewed (Announce).
+	announced bool
 }
 
 var recordJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// StartRegistry writes this agent's record, then renews it until Stop.
+// StartRegistry follows the agents bucket. The agent's own record is written by
+// Announce, once the agent answers fleet queries: a client counts the answers it
+// waits for from the records, so a record must mean an agent that answers.
 func StartRegistry(ctx context.Context, kv *jetstream.KV, id string, self func() *schemas.AgentRecord,
 	log zerolog.Logger) (*Registry, error) {
 	r := &Registry{kv: kv, self: self, id: id, log: log, live: map[string]*schemas.AgentRecord{},
 		done: make(chan struct{})}
-	if err := r.publish(ctx); err != nil {
-		return nil, err
-	}
 	ready := make(chan struct{})
 	var once sync.Once
 	stop, err := kv.Watch(ctx, r.apply, func() { once.Do(func() { close(ready) }) })
@@ -53,10 +54,20 @@ func StartRegistry(ctx context.Context, kv *jetstream.KV, id string, self func()
 	}
 	<-ready
 	r.stopW = stop
-	rctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.renewLoop(rctx)
 	return r, nil
+}
+
+// Announce writes this agent's record, then renews it until Stop.
+func (r *Registry) Announce(ctx context.Context) error {
+	if err := r.publish(ctx); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.announced, r.cancel = true, cancel
+	r.mu.Unlock()
+	go r.renewLoop(rctx)
+	return nil
 }
 
 func (r *Registry) apply(e jetstream.Entry) {
@@ -135,13 +146,15 @@ func (r *Registry) renewLoop(ctx context.Context) {
 func (r *Registry) Rewatch(ctx context.Context) error {
 	r.mu.Lock()
 	r.rev = 0
-	stop := r.stopW
+	stop, announced := r.stopW, r.announced
 	r.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	if err := r.publish(ctx); err != nil {
-		return err
+	if announced {
+		if err := r.publish(ctx); err != nil {
+			return err
+		}
 	}
 	fresh := map[string]*schemas.AgentRecord{}
 	apply := func(e jetstream.Entry) {
@@ -195,11 +208,13 @@ func (r *Registry) Stop() {
 }
 
 func (r *Registry) stop() {
-	r.cancel()
-	<-r.done
 	r.mu.Lock()
-	stopW := r.stopW
+	stopW, renew := r.stopW, r.cancel
 	r.mu.Unlock()
+	if renew != nil {
+		renew()
+		<-r.done
+	}
 	stopW()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -201,6 +201,12 @@ func (h *Host) startPools(ctx context.Context) error {
 		h.agent.Stop(context.Background())
 		return err
 	}
+	// Listed only once it answers: clients wait for one answer per record.
+	if err := fs.registry.Announce(ctx); err != nil {
+		h.server.StopIntake()
+		h.agent.Stop(context.Background())
+		return err
+	}
 	return nil
 }
 
