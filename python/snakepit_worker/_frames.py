@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, NamedTuple, NoReturn, Optional, Tuple, Union
 
 from . import _json
 
@@ -89,6 +89,19 @@ class Frame(NamedTuple):
     @property
     def kind_name(self) -> str:
         return KIND_NAMES.get(self.kind, str(self.kind))
+
+
+def pack(kind: int, frame_id: int, meta: bytes, body: Bytes,
+         flags: int) -> bytes:
+    """The whole frame of parts the runtime made itself (kind, id and flags
+    known good, meta already JSON); FrameError past MAX_LENGTH."""
+    length = _AFTER_LENGTH + len(meta) + len(body)
+    if length > MAX_LENGTH:
+        raise FrameError(
+            f"encode frame: length {length} exceeds {MAX_LENGTH}")
+    return b"".join((
+        _HEADER.pack(length, kind, flags, 0, frame_id, len(meta)), meta,
+        body))
 
 
 def encode(
@@ -186,26 +199,29 @@ class FrameReader:
         self._file = io.open(fd, "rb", buffering=1 << 16, closefd=False)
 
     def read(self) -> Optional[Frame]:
-        data = self._read_exactly(HEADER_SIZE, at_boundary=True)
-        if data is None:
-            return None
-        header = _parse_header(data)
-        payload = self._read_exactly(header[0] - _AFTER_LENGTH)
-        assert payload is not None
-        return _build(header, payload)
+        read = self._file.read
+        data = read(HEADER_SIZE)
+        if data is None or len(data) != HEADER_SIZE:
+            if not data and data is not None:
+                return None
+            _short(data, HEADER_SIZE)
+        length, kind, flags, frame_id, meta_len = _parse_header(data)
+        size = length - _AFTER_LENGTH
+        payload = read(size) if size else b""
+        if payload is None or len(payload) != size:
+            _short(payload, size)
+        if meta_len == 0:
+            return Frame(kind, frame_id, {}, payload, flags)
+        return Frame(kind, frame_id, _decode_meta(payload[:meta_len]),
+                     payload[meta_len:], flags)
 
-    def _read_exactly(
-        self, size: int, at_boundary: bool = False
-    ) -> Optional[bytes]:
-        data = self._file.read(size) if size else b""
-        if data is None:  # pragma: no cover - only for non-blocking fds
-            raise FrameError("frame reader needs a blocking descriptor")
-        if len(data) == size:
-            return data
-        if at_boundary and not data:
-            return None
-        raise FrameError(
-            f"end of file inside a frame ({len(data)} of {size} bytes)")
+
+def _short(data: Optional[bytes], size: int) -> NoReturn:
+    """Raise the FrameError of a read that came back short."""
+    if data is None:  # pragma: no cover - only for non-blocking fds
+        raise FrameError("frame reader needs a blocking descriptor")
+    raise FrameError(
+        f"end of file inside a frame ({len(data)} of {size} bytes)")
 
 
 def write_all(fd: int, data: Bytes) -> None:

@@ -71,6 +71,8 @@ _BYTES = (bytes, bytearray, memoryview)
 # Results that are surely neither coroutines nor generators: the checks of
 # inspect are skipped for them.
 _PLAIN = frozenset((dict, list, str, int, float, bool, bytes, type(None)))
+# Plain results that are encoded as JSON.
+_PLAIN_JSON = _PLAIN - {bytes}
 
 # (kind, meta, body, flags) of the frame that ends a request.
 Outcome = Tuple[int, Optional[Dict[str, Any]], bytes, int]
@@ -165,8 +167,11 @@ class Worker:
         self._write_lock = threading.Lock()
         self._broken = False
 
-        # _state guards the fields below and is notified when they change.
-        self._state = threading.Condition()
+        # _lock guards the fields below; _state, on the same lock, is
+        # notified when the main thread must look at them. The hot path
+        # takes _lock alone: a Condition's own enter and exit are Python.
+        self._lock = threading.Lock()
+        self._state = threading.Condition(self._lock)
         self._requests: Dict[int, _Request] = {}
         self._busy = 0
         self._closing = False
@@ -273,7 +278,10 @@ class Worker:
                     log.info("frame pipe closed by the agent; exiting")
                     self._stop(EXIT_OK)
                     return True
-                inline = self._dispatch(frame)
+                if frame.kind == _frames.REQUEST:
+                    inline = self._on_request(frame)
+                else:
+                    inline = self._dispatch(frame)
                 if inline is not None:
                     self._read_role.release()
                     self._serve(inline)
@@ -310,7 +318,7 @@ class Worker:
         log.info("shutdown requested; %d requests running", running)
 
     def _find(self, frame_id: int) -> Optional[_Request]:
-        with self._state:
+        with self._lock:
             return self._requests.get(frame_id)
 
     def _on_ack(self, frame: Frame) -> None:
@@ -358,32 +366,33 @@ class Worker:
     # ---- requests --------------------------------------------------
 
     def _on_request(self, frame: Frame) -> Optional["_Request"]:
-        meta = frame.meta
-        name = meta.get("command")
-        if not isinstance(name, str):
+        name = frame.meta.get("command")
+        if type(name) is not str:
             body = _errors.bad_arguments("", "REQUEST meta has no command")
             self._send(_frames.ERROR, frame.id, body)
             return None
-        refusal = self._refusal(frame.id, name)
+        command = self._commands.get(name)
+        refusal = self._refusal(frame.id, name, command)
         if refusal is not None:
             self._send(_frames.ERROR, frame.id, refusal)
             return None
-        req = self._new_request(frame, self._commands[name])
-        with self._state:
+        assert command is not None
+        req = self._new_request(frame, command)
+        with self._lock:
             self._requests[frame.id] = req
             self._busy += 1
             alone = self._busy == 1
-        if self._threads == 1 and alone and not req.stream:
+        if alone and self._threads == 1 and not req.stream:
             return req
         self._executor.submit(self._serve, req)
         return None
 
-    def _refusal(self, frame_id: int,
-                 name: str) -> Optional[_errors.ErrorBody]:
+    def _refusal(self, frame_id: int, name: str,
+                 command: Optional[Command]) -> Optional[_errors.ErrorBody]:
         """Why a REQUEST cannot start, or None when it can."""
-        if name not in self._commands:
+        if command is None:
             return _errors.unknown_command(name, self._known)
-        with self._state:
+        with self._lock:
             if self._closing:
                 return _errors.cancelled(name, "worker is shutting down")
             if frame_id in self._requests:
@@ -393,27 +402,32 @@ class Worker:
 
     def _new_request(self, frame: Frame, command: Command) -> _Request:
         meta = frame.meta
-        session_id = _optional_str(meta.get("session_id"))
-        deadline_ms = meta.get("deadline_ms")
+        get = meta.get
+        session_id = get("session_id")
+        session = None
+        if type(session_id) is str:
+            session = self._session(
+                session_id, _optional_int(get("session_epoch")))
+        else:
+            session_id = None
+        deadline_ms = get("deadline_ms")
         deadline = None
-        if isinstance(deadline_ms, (int, float)) and not isinstance(
-                deadline_ms, bool):
+        if type(deadline_ms) in (int, float):
             deadline = deadline_ms / 1000.0
+        request_id = get("request_id")
+        traceparent = get("traceparent")
+        # Positional, in the order of Context's parameters: a keyword call
+        # costs more than the rest of building the request.
         ctx = Context(
-            worker_id=self._worker_id,
-            command=command.name,
-            request_id=_optional_str(meta.get("request_id")),
-            session_id=session_id,
-            session=self._session(
-                session_id, _optional_int(meta.get("session_epoch"))),
-            deadline=deadline,
-            traceparent=_optional_str(meta.get("traceparent")),
+            self._worker_id, command.name,
+            request_id if type(request_id) is str else None,
+            session_id, session, deadline,
+            traceparent if type(traceparent) is str else None,
         )
-        window = meta.get("window")
-        if not isinstance(window, int) or isinstance(window, bool) or (
-                window < 1):
+        window = get("window")
+        if type(window) is not int or window < 1:
             window = DEFAULT_WINDOW
-        return _Request(frame, command, ctx, meta.get("stream") is True,
+        return _Request(frame, command, ctx, get("stream") is True,
                         window, self._flow)
 
     def _session(self, session_id: Optional[str],
@@ -534,7 +548,10 @@ class Worker:
                  value: Any) -> Tuple[Optional[Outcome], int, bytes]:
         """(error, flags, body): error is set when value cannot be sent."""
         try:
-            flags, body = _encode_value(value)
+            if type(value) in _PLAIN_JSON:
+                flags, body = 0, _json.dumps(value)
+            else:
+                flags, body = _encode_value(value)
         except TypeError as exc:
             return _error(_errors.exception_body(exc)), 0, b""
         if len(body) > _MAX_BODY:
@@ -601,16 +618,18 @@ class Worker:
     def _final(self, req: _Request, outcome: Outcome) -> None:
         # Forget the id before answering: the agent may reuse it as soon
         # as it has the answer.
-        with self._state:
-            if self._requests.get(req.id) is req:
-                del self._requests[req.id]
+        requests = self._requests
+        with self._lock:
+            if requests.get(req.id) is req:
+                del requests[req.id]
         kind, meta, body, flags = outcome
         self._send(kind, req.id, meta, body, flags)
 
     def _release(self, req: _Request) -> None:
-        with self._state:
-            if self._requests.get(req.id) is req:
-                del self._requests[req.id]
+        requests = self._requests
+        with self._lock:
+            if requests.get(req.id) is req:
+                del requests[req.id]
             self._busy -= 1
             # Only a shutdown waits for the count to drop: waking the main
             # thread after every request would cost a GIL hand-off each time.
@@ -646,7 +665,8 @@ class Worker:
               meta: Optional[Dict[str, Any]] = None, body: bytes = b"",
               flags: int = 0) -> None:
         """Write one whole frame; raise _PipeClosed once out-fd is gone."""
-        data = _frames.encode(kind, frame_id, meta, body, flags)
+        data = _frames.pack(kind, frame_id,
+                            _json.dumps(meta) if meta else b"", body, flags)
         with self._write_lock:
             if self._broken:
                 raise _PipeClosed()
@@ -676,10 +696,6 @@ def _optional_int(value: Any) -> Optional[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return None
-
-
-def _optional_str(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) else None
 
 
 class _Source:
