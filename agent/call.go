@@ -9,6 +9,10 @@ import (
 	"github.com/snakepit-go/snakepit/schemas"
 )
 
+// reasonRequeue is the ERROR reason of a pipelined request its worker handed
+// back unstarted (FRAMES.md); callers never see it.
+const reasonRequeue = "requeue"
+
 // requestMeta is the meta of a REQUEST frame.
 type requestMeta struct {
 	Command     string `json:"command"`
@@ -19,12 +23,18 @@ type requestMeta struct {
 	Traceparent string `json:"traceparent,omitempty"`
 	Stream      bool   `json:"stream,omitempty"`
 	Window      int    `json:"window,omitempty"`
+	// Pipelined says the request was sent while the worker runs another.
+	Pipelined bool `json:"pipelined,omitempty"`
 }
 
 // pending is one request waiting for its frames. The reader is the only sender;
 // frames is closed after the final frame, or without one if the worker died.
 type pending struct {
 	frames chan *schemas.Frame
+	// behind is set, under worker.mu, while the request waits in the pipe of a
+	// one-at-a-time worker behind another that has not answered yet: it has
+	// surely not started.
+	behind bool
 }
 
 // deliver queues a frame without blocking the reader; it reports false when the
@@ -47,6 +57,7 @@ func (w *worker) register(capacity int) (uint32, *pending, error) {
 	if w.gone {
 		return 0, nil, errWorkerGone
 	}
+	p.behind = w.hello.Threads <= 1 && len(w.calls) > 0
 	w.nextID++
 	w.calls[w.nextID] = p
 	return w.nextID, p, nil
@@ -66,12 +77,19 @@ func (w *worker) call(req *schemas.Request) (*schemas.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := w.sendRequest(id, req, requestMeta{}); err != nil {
+	if err := w.sendRequest(id, req, requestMeta{Pipelined: p.behind}); err != nil {
 		w.unregister(id)
 		return nil, sendError(req, err)
 	}
 	f, ok := <-p.frames
 	if !ok {
+		w.mu.Lock()
+		unstarted := p.behind
+		w.mu.Unlock()
+		if unstarted {
+			// It never left the pipe: another worker may take it.
+			return nil, errWorkerGone
+		}
 		return nil, w.exitErr
 	}
 	return w.answer(f)
@@ -91,7 +109,11 @@ func (w *worker) answer(f *schemas.Frame) (*schemas.Result, error) {
 	case schemas.KindResult:
 		return &schemas.Result{Body: f.Body, Raw: f.Raw(), WorkerID: w.id}, nil
 	case schemas.KindError:
-		return nil, w.frameError(f)
+		e := w.frameError(f)
+		if e.Category == schemas.CategoryPool && e.Reason == reasonRequeue {
+			return nil, errRequeued
+		}
+		return nil, e
 	}
 	return nil, schemas.NewError(schemas.CategoryWorker, schemas.ReasonPythonException,
 		"worker %s answered with frame kind %d", w.id, f.Kind)

@@ -13,7 +13,8 @@ func (p *Pool) Capacity() *schemas.Capacity {
 	defer p.mu.Unlock()
 	return &schemas.Capacity{
 		AgentId: p.agentID, Pool: p.cfg.Name,
-		Workers: uint32(len(p.slots)), Free: uint32(p.idle.Len()), Queued: uint32(p.queued),
+		Workers: uint32(len(p.slots) - p.spareSlots()), Free: uint32(p.idle.Len()),
+		Queued: uint32(p.queued),
 		Room: uint32(max(p.cfg.MaxQueueSize-p.queued, 0)), Draining: p.stopping,
 	}
 }

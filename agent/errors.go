@@ -18,6 +18,9 @@ var (
 
 	// errWorkerGone: the worker exited before the request was sent; try another.
 	errWorkerGone = errors.New("agent: worker gone")
+	// errRequeued: a pipelined request its worker handed back unstarted, still
+	// busy with the one ahead of it; queue it again.
+	errRequeued = errors.New("agent: pipelined request handed back")
 )
 
 // StartError is a worker that did not come up, with what it wrote last.

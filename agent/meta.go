@@ -37,6 +37,9 @@ func appendMeta(dst []byte, m *requestMeta) []byte {
 		dst = append(dst, `,"window":`...)
 		dst = strconv.AppendInt(dst, int64(m.Window), 10)
 	}
+	if m.Pipelined {
+		dst = append(dst, `,"pipelined":true`...)
+	}
 	return append(dst, '}')
 }
 

@@ -33,6 +33,7 @@ type slot struct {
 	worker      *worker // nil while (re)starting
 	busy        bool
 	idleElem    *list.Element
+	idleList    *list.List // the list idleElem is in: Pool.idle or Pool.spare
 	state       string
 	incarnation uint32
 	requests    uint64
@@ -40,6 +41,11 @@ type slot struct {
 	waiters list.List
 	// unit is the worker process's place this slot belongs to (unit.go).
 	unit *unit
+	// The request the slot runs, for pipelining (pipeline.go): its command,
+	// whether it streams, and when it took the slot (zero while free).
+	command string
+	stream  bool
+	began   time.Time
 }
 
 // waiter is a request queued for a worker; the pool hands it a slot on got.
@@ -49,6 +55,8 @@ type waiter struct {
 	queue *list.List // the list elem is in: the pool's or one slot's
 	// movable requests may be handed back by Reroute; rerouted says one was.
 	movable, rerouted bool
+	// pipe lets the waiter take a worker that still runs a short request.
+	pipe bool
 }
 
 // Pool is one named pool on this agent: a fixed number of worker slots, a bounded
@@ -72,9 +80,13 @@ type Pool struct {
 	tmplMu sync.Mutex
 	tmpl   *template // forks the workers (worker_start: fork); nil: exec
 
-	mu      sync.Mutex
-	slots   []*slot
-	idle    list.List // of *slot, free workers
+	mu    sync.Mutex
+	slots []*slot
+	idle  list.List // of *slot, free workers
+	// spare holds the free second slots of pipelined workers (pipeline.go).
+	spare list.List
+	// took is how long the last request of each command held its slot.
+	took    map[string]time.Duration
 	waiters list.List // of *waiter, oldest first
 	// capChanged signals (capacity 1) that idle workers or the queue changed.
 	capChanged chan struct{}
@@ -105,7 +117,7 @@ func NewPool(cfg config.Pool, opts PoolOptions) (*Pool, error) {
 		return nil, fmt.Errorf("new pool %s: %w", cfg.Name, err)
 	}
 	p := &Pool{cfg: cfg, agentID: opts.AgentID, runtimeDir: opts.RuntimeDir,
-		capChanged: make(chan struct{}, 1)}
+		capChanged: make(chan struct{}, 1), took: map[string]time.Duration{}}
 	if opts.StateDir != "" {
 		p.stateDir, _ = filepath.Abs(opts.StateDir)
 	}
@@ -162,9 +174,14 @@ func (p *Pool) Start(ctx context.Context) error {
 	return nil
 }
 
-// offerLocked gives a free slot to the oldest waiter, or marks it idle.
+// offerLocked gives a free slot to the oldest waiter, or marks it idle. The
+// second free slot of a pipelined worker is its spare instead (pipeline.go).
 func (p *Pool) offerLocked(s *slot) {
 	p.signalCapacityLocked()
+	if p.spareLocked(s) {
+		p.offerSpareLocked(s)
+		return
+	}
 	front := s.waiters.Front()
 	if front == nil {
 		front = p.waiters.Front()
@@ -179,14 +196,14 @@ func (p *Pool) offerLocked(s *slot) {
 	}
 	s.busy = false
 	s.state = StateReady
-	s.idleElem = p.idle.PushBack(s)
+	s.idleElem, s.idleList = p.idle.PushBack(s), &p.idle
 }
 
 // Execute runs one request on a free worker, waiting in the queue for one if
 // needed. Errors are *schemas.Error.
 func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
 	var res *schemas.Result
-	err := p.execute(ctx, req, func(w *worker) error {
+	err := p.execute(ctx, req, true, func(w *worker) error {
 		var err error
 		res, err = w.call(req)
 		return err
@@ -198,19 +215,22 @@ func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Resu
 // It returns once the worker has ended the stream.
 func (p *Pool) ExecuteStream(ctx context.Context, req *schemas.Request,
 	sc *schemas.StreamCall) error {
-	return p.execute(ctx, req, func(w *worker) error { return w.stream(ctx, req, sc) })
+	return p.execute(ctx, req, false, func(w *worker) error { return w.stream(ctx, req, sc) })
 }
 
 // execute admits a request, finds it a worker and runs it there, counting it in
 // the stats. A worker found dead before the request reached it is replaced by
-// another, transparently.
-func (p *Pool) execute(ctx context.Context, req *schemas.Request, run func(*worker) error) error {
+// another, transparently, and a pipelined request its worker handed back
+// unstarted waits again at the front of the queue. pipe lets the request be
+// pipelined (pipeline.go).
+func (p *Pool) execute(ctx context.Context, req *schemas.Request, pipe bool,
+	run func(*worker) error) error {
 	p.mu.Lock()
 	p.stats.requests++
 	p.mu.Unlock()
-	err := p.executeOnce(ctx, req, run)
-	for errors.Is(err, errWorkerGone) {
-		err = p.executeOnce(ctx, req, run)
+	err := p.executeOnce(ctx, req, pipe, false, run)
+	for errors.Is(err, errWorkerGone) || errors.Is(err, errRequeued) {
+		err = p.executeOnce(ctx, req, pipe, errors.Is(err, errRequeued), run)
 	}
 	switch {
 	case errors.Is(err, schemas.ErrElsewhere):
@@ -226,22 +246,25 @@ func (p *Pool) execute(ctx context.Context, req *schemas.Request, run func(*work
 	return err
 }
 
-func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request,
-	run func(*worker) error) error {
+// executeOnce is one attempt of execute; front queues the request ahead of
+// the others.
+func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, pipe, front bool,
+	run func(*worker) error) (err error) {
 	if expired(req.Deadline) {
 		return deadlineError(req)
 	}
-	s, err := p.acquire(ctx, req)
+	s, err := p.acquire(ctx, req, pipe, front)
 	if err != nil {
 		return err
 	}
-	defer p.release(s)
+	defer func() { p.release(s, !errors.Is(err, errRequeued)) }()
 	if expired(req.Deadline) {
 		return deadlineError(req)
 	}
 	p.mu.Lock()
 	w, inc := s.worker, s.incarnation
 	s.requests++
+	s.command, s.stream, s.began = req.Command, !pipe, time.Now()
 	p.mu.Unlock()
 	if w == nil {
 		return errWorkerGone
@@ -256,10 +279,11 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request,
 	return run(w)
 }
 
-// acquire returns a busy-marked slot with a live worker, or a queue error.
-func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error) {
+// acquire returns a busy-marked slot with a live worker, or a queue error. A
+// pipe request takes a pipelined worker's spare before it would queue.
+func (p *Pool) acquire(ctx context.Context, req *schemas.Request, pipe, front bool) (*slot, error) {
 	if r := req.Session; r != nil && r.WorkerID != "" {
-		if s, err, done := p.acquireLeased(ctx, req, r); done {
+		if s, err, done := p.acquireLeased(ctx, req, r, pipe); done {
 			return s, err
 		}
 	}
@@ -270,7 +294,7 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error)
 	}
 	if front := p.idle.Front(); front != nil {
 		s := p.idle.Remove(front).(*slot)
-		s.idleElem = nil
+		s.idleElem, s.idleList = nil, nil
 		p.signalCapacityLocked()
 		s.busy = true
 		s.state = StateBusy
@@ -278,13 +302,20 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request) (*slot, error)
 		p.mu.Unlock()
 		return s, nil
 	}
-	return p.enqueueLocked(ctx, req, &p.waiters)
+	if pipe {
+		if s := p.takeSpareLocked(); s != nil {
+			p.mu.Unlock()
+			return s, nil
+		}
+	}
+	return p.enqueueLocked(ctx, req, &p.waiters, pipe, front)
 }
 
-// enqueueLocked queues a request on q (the pool's queue or one slot's) and waits
-// for a slot; it is called with p.mu held and releases it.
+// enqueueLocked queues a request on q (the pool's queue or one slot's), at its
+// back or its front, and waits for a slot; it is called with p.mu held and
+// releases it.
 func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
-	q *list.List) (*slot, error) {
+	q *list.List, pipe, front bool) (*slot, error) {
 	if p.queuedLocked() >= p.cfg.MaxQueueSize {
 		p.stats.saturated++
 		p.mu.Unlock()
@@ -292,8 +323,12 @@ func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
-	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable}
-	wt.elem = q.PushBack(wt)
+	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable, pipe: pipe}
+	if front {
+		wt.elem = q.PushFront(wt)
+	} else {
+		wt.elem = q.PushBack(wt)
+	}
 	p.queued++
 	p.signalCapacityLocked()
 	p.mu.Unlock()
@@ -372,13 +407,19 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 		"no worker of pool %s became free within %v", p.cfg.Name, wait)
 }
 
-// release returns a slot after a request: to the next waiter if its worker lives.
-func (p *Pool) release(s *slot) {
+// release returns a slot after a request: to the next waiter if its worker
+// lives. ran is false for a request its worker handed back unstarted: it
+// counts neither toward worker_max_requests nor as its command's duration.
+func (p *Pool) release(s *slot, ran bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.running.Done()
 	s.busy = false
-	p.releasedLocked(s)
+	if ran {
+		p.tookLocked(s)
+	}
+	s.began = time.Time{}
+	p.releasedLocked(s, ran)
 	if s.worker != nil && s.worker.usable() && !p.stopping {
 		p.offerLocked(s)
 		return

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/schemas"
@@ -11,9 +12,9 @@ import (
 // when the call should go to any worker instead (hint mode), having set
 // r.NeedBind when the lease must move to that worker.
 func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
-	r *schemas.SessionRoute) (*slot, error, bool) {
+	r *schemas.SessionRoute, pipe bool) (*slot, error, bool) {
 	p.mu.Lock()
-	s := p.leasedSlotLocked(r.WorkerID)
+	s := p.leasedSlotLocked(r.WorkerID, pipe)
 	if p.stopping {
 		p.mu.Unlock()
 		return nil, stoppingError(p.cfg.Name), true
@@ -28,8 +29,8 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 		return nil, nil, false
 	}
 	if !s.busy && s.idleElem != nil {
-		p.idle.Remove(s.idleElem)
-		s.idleElem = nil
+		s.idleList.Remove(s.idleElem)
+		s.idleElem, s.idleList = nil, nil
 		p.signalCapacityLocked()
 		s.busy = true
 		s.state = StateBusy
@@ -43,7 +44,7 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonWorkerBusy,
 			"worker %s of session %q is busy", r.WorkerID, req.SessionID), true
 	case config.AffinityStrictQueue:
-		s, err := p.enqueueLocked(ctx, req, &s.waiters)
+		s, err := p.enqueueLocked(ctx, req, &s.waiters, false, false)
 		return s, err, true
 	}
 	p.mu.Unlock()
@@ -51,19 +52,26 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 }
 
 // leasedSlotLocked returns a slot of the worker named id: an idle one if there is
-// one (a thread-profile worker has several slots under one id), else the first.
-func (p *Pool) leasedSlotLocked(id string) *slot {
-	var first *slot
+// one (a thread-profile worker has several slots under one id), else, for a pipe
+// request, the worker's spare if it may take one (pipeline.go), else the first.
+func (p *Pool) leasedSlotLocked(id string, pipe bool) *slot {
+	var first, spare *slot
 	for _, s := range p.slots {
 		if s.id != id {
 			continue
 		}
-		if !s.busy && s.idleElem != nil {
+		switch {
+		case !s.busy && s.idleList == &p.idle:
 			return s
+		case !s.busy && s.idleList == &p.spare:
+			spare = s
 		}
 		if first == nil {
 			first = s
 		}
+	}
+	if spare != nil && pipe && p.pipelineOKLocked(spare.unit, time.Now()) {
+		return spare
 	}
 	return first
 }

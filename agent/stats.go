@@ -36,6 +36,9 @@ func (p *Pool) unitStateLocked(u *unit) string {
 		return u.state
 	case p.stopping || u.dry:
 		return StateStopping
+	case u.pipelined && u.busyLocked():
+		// Its spare is free, but the worker runs a request.
+		return StateBusy
 	}
 	busy := false
 	for _, s := range u.slots {

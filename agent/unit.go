@@ -33,6 +33,9 @@ type unit struct {
 	// retiring maps replaced workers to the slots still running on them.
 	retiring map[*worker]int
 	capacity int // slots the serving worker fills
+	// pipelined units have one slot more than their worker runs at once: its
+	// spare (pipeline.go).
+	pipelined bool
 	served   int // requests finished on the serving worker
 	// dry is set once the serving worker reached worker_max_requests: it takes
 	// no new request.
@@ -44,13 +47,16 @@ type unit struct {
 // newUnits lays out the units of a pool and their slots, unit by unit.
 func newUnits(cfg config.Pool, agentID string) ([]*unit, []*slot) {
 	per := max(cfg.Concurrency(), 1)
+	if cfg.Pipelined() {
+		per++
+	}
 	var units []*unit
 	var slots []*slot
 	for i := range cfg.PoolSize {
 		u := &unit{
 			index: i, id: fmt.Sprintf("%s-%d@%s", cfg.Name, i+1, agentID),
 			kick: make(chan struct{}, 1), cleanups: make(chan *cleanupRequest),
-			retiring: map[*worker]int{}, state: StateStarting,
+			retiring: map[*worker]int{}, state: StateStarting, pipelined: cfg.Pipelined(),
 		}
 		for range per {
 			s := &slot{index: len(slots), id: u.id, state: StateStarting, unit: u}
@@ -80,6 +86,9 @@ func (p *Pool) installLocked(u *unit, w *worker, skip *slot) *worker {
 	old := u.worker
 	u.worker, u.served, u.dry = w, 0, false
 	u.capacity = capacityOf(&p.cfg, &w.hello, len(u.slots))
+	if u.pipelined {
+		u.capacity = len(u.slots)
+	}
 	if old != nil {
 		u.retiring[old] = 0
 	}
@@ -119,8 +128,8 @@ func (p *Pool) attachLocked(s *slot) {
 // detachLocked takes an idle slot out of service.
 func (p *Pool) detachLocked(s *slot) {
 	if s.idleElem != nil {
-		p.idle.Remove(s.idleElem)
-		s.idleElem = nil
+		s.idleList.Remove(s.idleElem)
+		s.idleElem, s.idleList = nil, nil
 		p.signalCapacityLocked()
 	}
 	s.worker = nil
@@ -134,14 +143,17 @@ func (p *Pool) detachLocked(s *slot) {
 
 // releasedLocked is called by release once a slot's request has ended, before
 // the slot is offered again: it counts the request against the worker it ran
-// on, lets a retiring worker go once its last request ended, and re-attaches
-// the slot to the unit's serving worker (or takes it out of service).
-func (p *Pool) releasedLocked(s *slot) {
+// on (if it ran), lets a retiring worker go once its last request ended, and
+// re-attaches the slot to the unit's serving worker (or takes it out of
+// service).
+func (p *Pool) releasedLocked(s *slot, ran bool) {
 	u := s.unit
 	switch w := s.worker; {
 	case w == nil:
 	case w == u.worker:
-		u.served++
+		if ran {
+			u.served++
+		}
 		p.checkRecycleLocked(u, s)
 	default:
 		if n, ok := u.retiring[w]; ok {

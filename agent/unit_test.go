@@ -27,7 +27,7 @@ func bookkeepingPool(t *testing.T, mutate func(*config.Pool)) (*Pool, *unit) {
 
 func (p *Pool) mustAcquire(t *testing.T) *slot {
 	t.Helper()
-	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r"})
+	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r"}, false, false)
 	if err != nil {
 		t.Fatalf("acquire: %v", err)
 	}
@@ -53,7 +53,7 @@ func TestMaxRequestsHandover(t *testing.T) {
 	p.installLocked(u, old, nil)
 	p.mu.Unlock()
 
-	p.release(p.mustAcquire(t))
+	p.release(p.mustAcquire(t), true)
 	if !woken(u) {
 		t.Fatal("no wake-up to start the replacement after request 1 of 2")
 	}
@@ -65,7 +65,7 @@ func TestMaxRequestsHandover(t *testing.T) {
 	if s.worker != old {
 		t.Fatal("request 2 did not run on the old worker")
 	}
-	p.release(s)
+	p.release(s, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if u.worker != standby || s.worker != standby || s.idleElem == nil || s.incarnation != 2 {
@@ -84,7 +84,7 @@ func TestMaxRequestsWithoutStandbyTakesNoNewRequest(t *testing.T) {
 	p.mu.Lock()
 	p.installLocked(u, fakeProcess(1, 1), nil)
 	p.mu.Unlock()
-	p.release(p.mustAcquire(t))
+	p.release(p.mustAcquire(t), true)
 	if st := p.Stats(); st.Available != 0 || st.Busy != 0 || p.Workers()[0].State != StateStopping {
 		t.Fatalf("dry worker: stats %+v, state %s; want not available, stopping",
 			st, p.Workers()[0].State)
@@ -118,11 +118,11 @@ func TestThreadWorkerRetiresAfterItsLastRequest(t *testing.T) {
 		t.Fatalf("after the handover %d slots run on the old worker, want 2 kept on it", busyOnOld)
 	}
 	_ = woken(u)
-	p.release(a)
+	p.release(a, true)
 	if woken(u) {
 		t.Fatal("woken to retire the old worker while a request still runs on it")
 	}
-	p.release(b)
+	p.release(b, true)
 	if !woken(u) || u.retiring[old] != 0 || a.worker != fresh || b.worker != fresh {
 		t.Fatalf("after the last release: retiring %d, slots on fresh %v %v; want 0 and woken",
 			u.retiring[old], a.worker == fresh, b.worker == fresh)

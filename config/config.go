@@ -76,6 +76,9 @@ type Pool struct {
 	WorkerProfile string
 	// WorkerStart is how worker processes start: fork (default) or exec.
 	WorkerStart string
+	// WorkerPipelining lets a busy process-profile worker hold one more request
+	// behind a short one when every worker is busy. Default true.
+	WorkerPipelining bool
 	// PoolSize is the number of worker processes. Default NumCPU*2.
 	PoolSize int
 	// AdapterModule is "module:Class" of the Python adapter. Default the showcase.
@@ -166,6 +169,7 @@ func (c *Config) poolDefaults(name string) Pool {
 		Name:               name,
 		WorkerProfile:      ProfileProcess,
 		WorkerStart:        StartFork,
+		WorkerPipelining:   true,
 		PoolSize:           DefaultPoolSize(),
 		AdapterModule:      DefaultAdapter,
 		Python:             DefaultPython,
@@ -192,6 +196,12 @@ func (p *Pool) Concurrency() int {
 		return 1
 	}
 	return p.ThreadsPerWorker
+}
+
+// Pipelined reports whether the pool's workers each take one request beyond
+// their concurrency (worker_pipelining; the process profile only).
+func (p *Pool) Pipelined() bool {
+	return p.WorkerPipelining && p.WorkerProfile != ProfileThread
 }
 
 // Pool returns the named pool and whether it exists.

@@ -40,6 +40,7 @@ type filePool struct {
 	Name                *string      `yaml:"name"`
 	WorkerProfile       *string      `yaml:"worker_profile"`
 	WorkerStart         *string      `yaml:"worker_start"`
+	WorkerPipelining    *bool        `yaml:"worker_pipelining"`
 	PoolSize            *int         `yaml:"pool_size"`
 	AdapterModule       *string      `yaml:"adapter_module"`
 	AdapterArgs         []string     `yaml:"adapter_args"`
@@ -288,6 +289,7 @@ func fillPool(p Pool, fp *filePool) Pool {
 	setString(&p.Name, fp.Name)
 	setString(&p.WorkerProfile, fp.WorkerProfile)
 	setString(&p.WorkerStart, fp.WorkerStart)
+	setBool(&p.WorkerPipelining, fp.WorkerPipelining)
 	setInt(&p.PoolSize, fp.PoolSize)
 	setString(&p.AdapterModule, fp.AdapterModule)
 	if fp.AdapterArgs != nil {

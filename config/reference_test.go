@@ -86,6 +86,8 @@ var poolRows = []struct {
 }{
 	{"worker_profile", "worker_profile: thread",
 		func(p Pool) any { return p.WorkerProfile }, "process", "thread"},
+	{"worker_pipelining", "worker_pipelining: false",
+		func(p Pool) any { return p.WorkerPipelining }, true, false},
 	{"pool_size", "pool_size: 4", func(p Pool) any { return p.PoolSize }, runtime.NumCPU() * 2, 4},
 	{"adapter_module", "adapter_module: mypkg.models:Model",
 		func(p Pool) any { return p.AdapterModule }, DefaultAdapter, "mypkg.models:Model"},

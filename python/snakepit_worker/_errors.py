@@ -17,13 +17,15 @@ from typing import Any, Dict, List, Optional
 
 __all__ = [
     "ErrorBody", "error_body", "exception_body", "unknown_command",
-    "bad_arguments", "cancelled", "payload_too_large", "type_name",
+    "bad_arguments", "cancelled", "payload_too_large", "requeue",
+    "type_name",
 ]
 
 ErrorBody = Dict[str, Any]
 
 WORKER = "worker"
 VALIDATION = "validation"
+POOL = "pool"
 
 # Error bodies travel on to NATS, whose default payload limit is 1 MB:
 # keep a runaway message or traceback from filling it.
@@ -123,6 +125,17 @@ def cancelled(name: str, why: Optional[str]) -> ErrorBody:
         message = f"{message}: {why}"
         details["cancel_reason"] = why
     return error_body(WORKER, "cancelled", message, details)
+
+
+def requeue(name: str) -> ErrorBody:
+    """A pipelined request handed back unstarted: the worker is still busy.
+
+    The agent runs it elsewhere; callers never see this body.
+    """
+    return error_body(
+        POOL, "requeue",
+        f'command "{name}" was handed back: the worker is still busy',
+        {"command": name})
 
 
 def payload_too_large(name: str, size: int, limit: int) -> ErrorBody:

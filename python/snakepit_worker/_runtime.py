@@ -60,6 +60,10 @@ EXIT_PROTOCOL = 4
 #: How often the standby reader checks whether the read role is free.
 STANDBY_POLL = 0.02
 
+#: How long a pipelined request found waiting behind a running one may
+#: wait for it before it goes back to the agent (see FRAMES.md).
+PIPELINE_HOLD = 0.01
+
 #: Chunks a stream may have unacknowledged when REQUEST has no window.
 DEFAULT_WINDOW = 32
 
@@ -159,9 +163,10 @@ class Worker:
         self._local = threading.local()
         # With one thread, requests run one at a time whether a reader runs
         # them inline or the executor does.
+        self._turn = threading.Lock()
         self._one_at_a_time: ContextManager[Any] = contextlib.nullcontext()
         if threads == 1:
-            self._one_at_a_time = threading.Lock()
+            self._one_at_a_time = self._turn
 
         # _write_lock serializes frames on out-fd; _broken is set under it.
         self._write_lock = threading.Lock()
@@ -384,7 +389,10 @@ class Worker:
             alone = self._busy == 1
         if alone and self._threads == 1 and not req.stream:
             return req
-        self._executor.submit(self._serve, req)
+        if self._threads == 1 and frame.meta.get("pipelined") is True:
+            self._executor.submit(self._serve_pipelined, req)
+        else:
+            self._executor.submit(self._serve, req)
         return None
 
     def _refusal(self, frame_id: int, name: str,
@@ -451,6 +459,22 @@ class Worker:
         """Run req and write its last frame, on a reader or the executor."""
         with self._one_at_a_time:
             self._serve_now(req)
+
+    def _serve_pipelined(self, req: _Request) -> None:
+        """Run a request the agent sent behind another one, if that one
+        ends within PIPELINE_HOLD; else hand it back unstarted."""
+        if not self._turn.acquire(timeout=PIPELINE_HOLD):
+            try:
+                self._final(req, _error(_errors.requeue(req.command.name)))
+            except _PipeClosed:
+                pass
+            finally:
+                self._release(req)
+            return
+        try:
+            self._serve_now(req)
+        finally:
+            self._turn.release()
 
     def _serve_now(self, req: _Request) -> None:
         try:

@@ -208,6 +208,29 @@ class RequestTest(LeakCheckedCase):
         self.assertEqual(result(self.worker.call(3, "ping"))["message"],
                          "pong")
 
+    def test_pipelined_request_runs_after_a_short_one(self) -> None:
+        self.worker.request(1, "long_running_task", {"seconds": 0.005})
+        self.worker.request(2, "ping", pipelined=True)
+        first, second = self.worker.recv(), self.worker.recv()
+        self.assertEqual((first.id, first.kind), (1, _frames.RESULT))
+        self.assertEqual((second.id, second.kind), (2, _frames.RESULT))
+        self.assertEqual(result(second)["message"], "pong")
+
+    def test_pipelined_request_behind_a_long_one_comes_back(self) -> None:
+        self.worker.request(1, "long_running_task", {"seconds": 60})
+        self.worker.request(2, "ping", pipelined=True)
+        frame = self.worker.recv()  # the standby reader hands it back
+        self.assertEqual((frame.id, frame.kind), (2, _frames.ERROR))
+        self.assertEqual((frame.meta["category"], frame.meta["reason"]),
+                         ("pool", "requeue"))
+        # Not pipelined, the same request waits its turn instead.
+        self.worker.request(3, "ping")
+        self.worker.send(_frames.CANCEL, 1)
+        answers = {f.id: f for f in (self.worker.recv(),
+                                     self.worker.recv())}
+        self.assertEqual(answers[1].meta["reason"], "cancelled")
+        self.assertEqual(result(answers[3])["message"], "pong")
+
     def test_long_running_task_finishes(self) -> None:
         got = result(self.worker.call(1, "long_running_task",
                                       {"seconds": 0.1, "data": [1]}))

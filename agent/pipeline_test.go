@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/snakepit-go/snakepit/config"
+	"github.com/snakepit-go/snakepit/schemas"
+)
+
+func pipelinedPool(t *testing.T, size int) *Pool {
+	t.Helper()
+	cfg := config.Default().Pools[0]
+	cfg.PoolSize = size
+	p, err := NewPool(cfg, PoolOptions{AgentID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	for i, u := range p.units {
+		p.installLocked(u, fakeProcess(uint32(i+1), 1), nil)
+	}
+	p.mu.Unlock()
+	return p
+}
+
+// take acquires for a pipe request of command and marks it running, as
+// executeOnce does.
+func (p *Pool) take(t *testing.T, command string) *slot {
+	t.Helper()
+	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r", Command: command}, true, false)
+	if err != nil {
+		t.Fatalf("acquire: %v", err)
+	}
+	p.mu.Lock()
+	s.command, s.began = command, time.Now()
+	p.mu.Unlock()
+	return s
+}
+
+// TestSpareIsNotAFreeWorker: a pipelined pool of 2 reports 2 workers and 2
+// free; the spares are taken only once both workers run a request, and then
+// the pool reports none free and both busy.
+func TestSpareIsNotAFreeWorker(t *testing.T) {
+	p := pipelinedPool(t, 2)
+	if c := p.Capacity(); c.Workers != 2 || c.Free != 2 {
+		t.Fatalf("idle capacity %+v, want 2 workers, 2 free", c)
+	}
+	p.mu.Lock()
+	p.took["ping"] = 100 * time.Microsecond
+	p.mu.Unlock()
+	a, b := p.take(t, "ping"), p.take(t, "ping")
+	if a.unit == b.unit {
+		t.Fatal("second request pipelined behind the first while another worker was free")
+	}
+	if c, st := p.Capacity(), p.Stats(); c.Free != 0 || st.Busy != 2 || st.Available != 0 {
+		t.Fatalf("both running: capacity %+v, stats %+v; want none free, 2 busy", c, st)
+	}
+	c := p.take(t, "ping")
+	if c.unit != a.unit && c.unit != b.unit {
+		t.Fatal("third request got no spare")
+	}
+	d := p.take(t, "ping")
+	if d.unit == c.unit {
+		t.Fatal("fourth request took the spare already taken")
+	}
+	if p.Stats().Queued != 0 {
+		t.Fatal("a request queued while a spare was free")
+	}
+}
+
+// TestSpareOnlyBehindShortRequests: no spare is taken behind a command never
+// timed, one whose last run was long, or a request already running long.
+func TestSpareOnlyBehindShortRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		took time.Duration // 0: never timed
+		age  time.Duration
+	}{
+		{"untimed command", 0, 0},
+		{"long command", 50 * time.Millisecond, 0},
+		{"long running request", 100 * time.Microsecond, 10 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pipelinedPool(t, 1)
+			a := p.take(t, "work")
+			p.mu.Lock()
+			if tc.took > 0 {
+				p.took["work"] = tc.took
+			}
+			a.began = time.Now().Add(-tc.age)
+			s := p.takeSpareLocked()
+			p.mu.Unlock()
+			if s != nil {
+				t.Fatal("took a spare")
+			}
+		})
+	}
+}
+
+// TestReleaseKeepsOneFreeWorkerPerUnit: the free slots of an idle pipelined
+// unit are one free worker and one spare, however its two requests ended.
+func TestReleaseKeepsOneFreeWorkerPerUnit(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	p.mu.Lock()
+	p.took["ping"] = 100 * time.Microsecond
+	p.mu.Unlock()
+	for _, order := range []string{"first ends first", "second ends first"} {
+		a, b := p.take(t, "ping"), p.take(t, "ping")
+		if a.unit != b.unit {
+			t.Fatal("one unit, two units used")
+		}
+		if order == "first ends first" {
+			p.release(a, true)
+			p.release(b, true)
+		} else {
+			p.release(b, true)
+			p.release(a, true)
+		}
+		p.mu.Lock()
+		idle, spare := p.idle.Len(), p.spare.Len()
+		p.mu.Unlock()
+		if idle != 1 || spare != 1 || p.Stats().Available != 1 {
+			t.Fatalf("%s: %d in idle, %d spare; want 1 and 1", order, idle, spare)
+		}
+	}
+}
+
+// TestRequeuedRequestIsNotServed: a request handed back unstarted does not
+// count toward worker_max_requests.
+func TestRequeuedRequestIsNotServed(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	s := p.take(t, "ping")
+	p.release(s, false)
+	if u := p.units[0]; u.served != 0 {
+		t.Fatalf("served %d after a handed-back request, want 0", u.served)
+	}
+}
