@@ -49,18 +49,18 @@ func (p *pending) deliver(f *schemas.Frame) bool {
 }
 
 // register allocates a request id; it returns errWorkerGone once the process
-// has exited.
-func (w *worker) register(capacity int) (uint32, *pending, error) {
-	p := &pending{frames: make(chan *schemas.Frame, capacity)}
+// has exited. pipelined says the request waits behind another (pending.behind).
+func (w *worker) register(capacity int) (id uint32, p *pending, pipelined bool, err error) {
+	p = &pending{frames: make(chan *schemas.Frame, capacity)}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.gone {
-		return 0, nil, errWorkerGone
+		return 0, nil, false, errWorkerGone
 	}
 	p.behind = w.hello.Threads <= 1 && len(w.calls) > 0
 	w.nextID++
 	w.calls[w.nextID] = p
-	return w.nextID, p, nil
+	return w.nextID, p, p.behind, nil
 }
 
 func (w *worker) unregister(id uint32) {
@@ -73,11 +73,11 @@ func (w *worker) unregister(id uint32) {
 // when the request could not reach a live process. The worker stays busy until it
 // answers: a caller that gives up early does not free it.
 func (w *worker) call(req *schemas.Request) (*schemas.Result, error) {
-	id, p, err := w.register(1)
+	id, p, pipelined, err := w.register(1)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.sendRequest(id, req, requestMeta{Pipelined: p.behind}); err != nil {
+	if err := w.sendRequest(id, req, requestMeta{Pipelined: pipelined}); err != nil {
 		w.unregister(id)
 		return nil, sendError(req, err)
 	}
@@ -150,7 +150,7 @@ func (w *worker) sendRequest(id uint32, req *schemas.Request, meta requestMeta) 
 func (w *worker) stream(ctx context.Context, req *schemas.Request, sc *schemas.StreamCall) error {
 	// Python never has more than Window chunks unacknowledged; two more frames
 	// (END or ERROR, and a chunk racing a cancel) fit beside them.
-	id, p, err := w.register(sc.Window + 2)
+	id, p, _, err := w.register(sc.Window + 2)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ func (p *Pool) Capacity() *schemas.Capacity {
 		AgentId: p.agentID, Pool: p.cfg.Name,
 		Workers: uint32(len(p.slots) - p.spareSlots()), Free: uint32(p.idle.Len()),
 		Queued: uint32(p.queued),
-		Room: uint32(max(p.cfg.MaxQueueSize-p.queued, 0)), Draining: p.stopping,
+		Room:   uint32(max(p.cfg.MaxQueueSize-p.queued, 0)), Draining: p.stopping,
 	}
 }
 

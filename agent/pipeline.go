@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"container/list"
+	"time"
+)
 
 // Pipelining (worker_pipelining, the process profile): each unit has one slot
 // more than its worker runs at once, its spare. When every worker is busy, a
@@ -87,7 +90,8 @@ func (p *Pool) markBusyLocked(s *slot) {
 
 // pipelineOKLocked reports whether a request may wait in the pipe of u's
 // worker: the worker runs exactly one request, not a stream, of a command whose
-// last run was short, and it began less than pipelineShort ago.
+// last run was short, that began less than pipelineShort ago, and one more
+// request stays within worker_max_requests.
 func (p *Pool) pipelineOKLocked(u *unit, now time.Time) bool {
 	if !u.pipelined || u.dry || u.worker == nil {
 		return false
@@ -102,7 +106,8 @@ func (p *Pool) pipelineOKLocked(u *unit, now time.Time) bool {
 		}
 		running = s
 	}
-	if running == nil || running.worker != u.worker || running.stream || running.began.IsZero() {
+	if running == nil || running.worker != u.worker || running.stream || running.began.IsZero() ||
+		newRecyclePolicy(p.cfg).exhausted(u.startedLocked()) {
 		return false
 	}
 	took, ok := p.took[running.command]
@@ -118,6 +123,22 @@ func (p *Pool) tookLocked(s *slot) {
 		return
 	}
 	p.took[s.command] = time.Since(s.began)
+}
+
+// unitWaiter returns the oldest request queued for s's worker alone
+// (strict_queue). A pipelined unit's waiters may sit on either of its slots,
+// and whichever slot frees the worker serves them.
+func (s *slot) unitWaiter() *list.Element {
+	front := s.waiters.Front()
+	if front != nil || !s.unit.pipelined {
+		return front
+	}
+	for _, o := range s.unit.slots {
+		if front = o.waiters.Front(); front != nil {
+			return front
+		}
+	}
+	return nil
 }
 
 // busyLocked reports whether any slot of the unit runs a request.

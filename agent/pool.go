@@ -182,7 +182,7 @@ func (p *Pool) offerLocked(s *slot) {
 		p.offerSpareLocked(s)
 		return
 	}
-	front := s.waiters.Front()
+	front := s.unitWaiter()
 	if front == nil {
 		front = p.waiters.Front()
 	}

@@ -36,7 +36,7 @@ type unit struct {
 	// pipelined units have one slot more than their worker runs at once: its
 	// spare (pipeline.go).
 	pipelined bool
-	served   int // requests finished on the serving worker
+	served    int // requests finished on the serving worker
 	// dry is set once the serving worker reached worker_max_requests: it takes
 	// no new request.
 	dry         bool
