@@ -216,12 +216,9 @@ func (s *Server) serve(p Pool, m *nats.Msg, received time.Time, pl placement) {
 		s.replyError(m, req, asError(err))
 		return
 	}
+	// No context with the deadline: the pool bounds a call's wait by
+	// req.Deadline itself, and a context's timer per call was a visible cost.
 	ctx := s.ctx
-	if !req.Deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
-		defer cancel()
-	}
 	var res *schemas.Result
 	run := func() (err error) { res, err = p.Execute(ctx, req); return err }
 	if req.SessionID == "" || s.opts.Sessions == nil {
