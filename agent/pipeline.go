@@ -35,15 +35,16 @@ const pipelineShort = 2 * time.Millisecond
 const maxTimedCommands = 256
 
 // spareLocked reports whether the free slot s is its unit's spare: the unit is
-// pipelined and its worker runs a request, or the unit's free worker is already
-// offered through another of its slots.
+// pipelined and its serving worker runs a request, or the unit's free worker is
+// already offered through another of its slots. (A request still running on a
+// worker being replaced leaves the new worker free.)
 func (p *Pool) spareLocked(s *slot) bool {
 	u := s.unit
 	if !u.pipelined {
 		return false
 	}
 	for _, o := range u.slots {
-		if o != s && (o.busy || o.idleList == &p.idle) {
+		if o != s && ((o.busy && o.worker == u.worker) || o.idleList == &p.idle) {
 			return true
 		}
 	}
@@ -141,10 +142,10 @@ func (s *slot) unitWaiter() *list.Element {
 	return nil
 }
 
-// busyLocked reports whether any slot of the unit runs a request.
-func (u *unit) busyLocked() bool {
+// servingBusyLocked reports whether the unit's serving worker runs a request.
+func (u *unit) servingBusyLocked() bool {
 	for _, s := range u.slots {
-		if s.busy {
+		if s.busy && s.worker == u.worker {
 			return true
 		}
 	}

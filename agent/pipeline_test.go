@@ -136,3 +136,30 @@ func TestRequeuedRequestIsNotServed(t *testing.T) {
 		t.Fatalf("served %d after a handed-back request, want 0", u.served)
 	}
 }
+
+// TestReplacementIsFreeWhileTheOldWorkerFinishes: a request still running on
+// a worker being replaced does not make the replacement's slot a spare: the new
+// worker is free at once.
+func TestReplacementIsFreeWhileTheOldWorkerFinishes(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	p.mu.Lock()
+	p.took["ping"] = 100 * time.Microsecond
+	p.mu.Unlock()
+	a, b := p.take(t, "ping"), p.take(t, "ping")
+	u := a.unit
+	p.mu.Lock()
+	p.installLocked(u, fakeProcess(9, 1), nil)
+	p.mu.Unlock()
+	p.release(a, true)
+	if c := p.Capacity(); c.Free != 1 || p.Stats().Available != 1 {
+		t.Fatalf("replacement idle while the old worker finishes: capacity %+v, stats %+v; want 1 free",
+			c, p.Stats())
+	}
+	p.release(b, true)
+	p.mu.Lock()
+	idle, spare := p.idle.Len(), p.spare.Len()
+	p.mu.Unlock()
+	if idle != 1 || spare != 1 {
+		t.Fatalf("after both ended: %d idle, %d spare; want 1 and 1", idle, spare)
+	}
+}

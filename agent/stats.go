@@ -36,7 +36,7 @@ func (p *Pool) unitStateLocked(u *unit) string {
 		return u.state
 	case p.stopping || u.dry:
 		return StateStopping
-	case u.pipelined && u.busyLocked():
+	case u.pipelined && u.servingBusyLocked():
 		// Its spare is free, but the worker runs a request.
 		return StateBusy
 	}
