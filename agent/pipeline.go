@@ -30,6 +30,10 @@ import (
 // command's last run and its own age so far.
 const pipelineShort = 2 * time.Millisecond
 
+// maxPipelinedArgs bounds the arguments of a request that may be pipelined: far
+// below the 1 MiB pipe buffer, so a frame waiting in a pipe never blocks.
+const maxPipelinedArgs = 64 << 10
+
 // maxTimedCommands bounds the commands whose last run the pool remembers;
 // callers choose command names, so the map must not grow without end.
 const maxTimedCommands = 256

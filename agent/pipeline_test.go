@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ func pipelinedPool(t *testing.T, size int) *Pool {
 // executeOnce does.
 func (p *Pool) take(t *testing.T, command string) *slot {
 	t.Helper()
-	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r", Command: command}, true, false)
+	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r", Command: command},
+		attempt{pipe: true, since: time.Now()})
 	if err != nil {
 		t.Fatalf("acquire: %v", err)
 	}
@@ -162,4 +164,73 @@ func TestReplacementIsFreeWhileTheOldWorkerFinishes(t *testing.T) {
 	if idle != 1 || spare != 1 {
 		t.Fatalf("after both ended: %d idle, %d spare; want 1 and 1", idle, spare)
 	}
+}
+
+// TestQueueWaitCountsFromTheFirstTry: a request handed back after waiting in
+// a pipe has only what is left of its queue timeout, and is queued even when
+// the queue is full (it was admitted already).
+func TestQueueWaitCountsFromTheFirstTry(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	p.cfg.MaxQueueSize = 1
+	running := p.take(t, "work")
+	// Fill the queue with one waiter of its own.
+	queued := make(chan error, 1)
+	go func() {
+		_, err := p.acquire(t.Context(), &schemas.Request{RequestID: "w"}, attempt{since: time.Now()})
+		queued <- err
+	}()
+	for p.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	began := time.Now()
+	_, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r"},
+		attempt{again: true, since: time.Now().Add(-p.cfg.QueueTimeout + 50*time.Millisecond)})
+	var e *schemas.Error
+	if !errors.As(err, &e) || e.Reason != schemas.ReasonQueueTimeout {
+		t.Fatalf("handed-back request in a full queue: %v, want queue_timeout (not saturated)", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Fatalf("queue timeout after %v: the wait started again", took)
+	}
+	p.release(running, true)
+	if err := <-queued; err != nil {
+		t.Fatalf("the queued request: %v", err)
+	}
+}
+
+// TestStrictQueueWaiterRefusesTheReplacement: a session request queued for its
+// worker (strict_queue) that is handed the worker's replacement fails with
+// session_worker_unavailable instead of running without the session's state.
+func TestStrictQueueWaiterRefusesTheReplacement(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	u := p.units[0]
+	a := p.take(t, "work")
+	route := &schemas.SessionRoute{WorkerID: u.id, Incarnation: 1, Mode: config.AffinityStrictQueue}
+	done := make(chan error, 1)
+	go func() {
+		done <- p.execute(t.Context(), &schemas.Request{RequestID: "s", Command: "process",
+			Session: route}, true, func(*worker) error {
+			t.Error("the session's request ran on the replacement")
+			return nil
+		})
+	}()
+	for p.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// The worker crashed (supervisor.onCrash) and its replacement came up.
+	p.mu.Lock()
+	u.worker = nil
+	for _, s := range u.slots {
+		if !s.busy {
+			p.detachLocked(s)
+		}
+	}
+	p.installLocked(u, fakeProcess(2, 1), nil)
+	p.mu.Unlock()
+	err := <-done
+	var e *schemas.Error
+	if !errors.As(err, &e) || e.Reason != schemas.ReasonSessionUnavailable {
+		t.Fatalf("strict_queue request on the replacement: %v, want session_worker_unavailable", err)
+	}
+	p.release(a, true)
 }

@@ -203,7 +203,10 @@ func (p *Pool) offerLocked(s *slot) {
 // needed. Errors are *schemas.Error.
 func (p *Pool) Execute(ctx context.Context, req *schemas.Request) (*schemas.Result, error) {
 	var res *schemas.Result
-	err := p.execute(ctx, req, true, func(w *worker) error {
+	// Only small requests are pipelined: a frame waiting in a pipe must never
+	// fill it and block the writer (and the heartbeat behind it).
+	pipe := len(req.Args) <= maxPipelinedArgs
+	err := p.execute(ctx, req, pipe, func(w *worker) error {
 		var err error
 		res, err = w.call(req)
 		return err
@@ -228,9 +231,11 @@ func (p *Pool) execute(ctx context.Context, req *schemas.Request, pipe bool,
 	p.mu.Lock()
 	p.stats.requests++
 	p.mu.Unlock()
-	err := p.executeOnce(ctx, req, pipe, false, run)
+	a := attempt{pipe: pipe, since: time.Now()}
+	err := p.executeOnce(ctx, req, a, run)
 	for errors.Is(err, errWorkerGone) || errors.Is(err, errRequeued) {
-		err = p.executeOnce(ctx, req, pipe, errors.Is(err, errRequeued), run)
+		a.again = errors.Is(err, errRequeued)
+		err = p.executeOnce(ctx, req, a, run)
 	}
 	switch {
 	case errors.Is(err, schemas.ErrElsewhere):
@@ -246,14 +251,25 @@ func (p *Pool) execute(ctx context.Context, req *schemas.Request, pipe bool,
 	return err
 }
 
-// executeOnce is one attempt of execute; front queues the request ahead of
-// the others.
-func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, pipe, front bool,
+// attempt is how one try of execute finds its worker.
+type attempt struct {
+	// pipe lets the request be pipelined (pipeline.go).
+	pipe bool
+	// again is set for a request its worker handed back: it was admitted
+	// already, so it queues in front, past the queue's bound.
+	again bool
+	// since is when the first try began: the queue wait of every try counts
+	// from it.
+	since time.Time
+}
+
+// executeOnce is one attempt of execute.
+func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 	run func(*worker) error) (err error) {
 	if expired(req.Deadline) {
 		return deadlineError(req)
 	}
-	s, err := p.acquire(ctx, req, pipe, front)
+	s, err := p.acquire(ctx, req, a)
 	if err != nil {
 		return err
 	}
@@ -264,10 +280,15 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, pipe, fron
 	p.mu.Lock()
 	w, inc := s.worker, s.incarnation
 	s.requests++
-	s.command, s.stream, s.began = req.Command, !pipe, time.Now()
+	s.command, s.stream, s.began = req.Command, !a.pipe, time.Now()
 	p.mu.Unlock()
 	if w == nil {
 		return errWorkerGone
+	}
+	if r := req.Session; r != nil && r.WorkerID != "" && !r.NeedBind && inc != r.Incarnation {
+		// Queued for its worker (strict_queue), it was handed that worker's
+		// replacement: the session's state died with the old process.
+		return unavailableError(req, r)
 	}
 	if r := req.Session; r != nil && r.NeedBind {
 		epoch, err := r.Bind(s.id, inc)
@@ -281,9 +302,9 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, pipe, fron
 
 // acquire returns a busy-marked slot with a live worker, or a queue error. A
 // pipe request takes a pipelined worker's spare before it would queue.
-func (p *Pool) acquire(ctx context.Context, req *schemas.Request, pipe, front bool) (*slot, error) {
+func (p *Pool) acquire(ctx context.Context, req *schemas.Request, a attempt) (*slot, error) {
 	if r := req.Session; r != nil && r.WorkerID != "" {
-		if s, err, done := p.acquireLeased(ctx, req, r, pipe); done {
+		if s, err, done := p.acquireLeased(ctx, req, r, a); done {
 			return s, err
 		}
 	}
@@ -302,29 +323,29 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request, pipe, front bo
 		p.mu.Unlock()
 		return s, nil
 	}
-	if pipe {
+	if a.pipe {
 		if s := p.takeSpareLocked(); s != nil {
 			p.mu.Unlock()
 			return s, nil
 		}
 	}
-	return p.enqueueLocked(ctx, req, &p.waiters, pipe, front)
+	return p.enqueueLocked(ctx, req, &p.waiters, a)
 }
 
 // enqueueLocked queues a request on q (the pool's queue or one slot's), at its
-// back or its front, and waits for a slot; it is called with p.mu held and
-// releases it.
+// back (or, a.again, its front), and waits for a slot; it is called with p.mu
+// held and releases it.
 func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
-	q *list.List, pipe, front bool) (*slot, error) {
-	if p.queuedLocked() >= p.cfg.MaxQueueSize {
+	q *list.List, a attempt) (*slot, error) {
+	if !a.again && p.queuedLocked() >= p.cfg.MaxQueueSize {
 		p.stats.saturated++
 		p.mu.Unlock()
 		emitPool(EventPoolSaturated, p.cfg.Name)
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
-	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable, pipe: pipe}
-	if front {
+	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable, pipe: a.pipe}
+	if a.again {
 		wt.elem = q.PushFront(wt)
 	} else {
 		wt.elem = q.PushBack(wt)
@@ -332,7 +353,7 @@ func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
 	p.queued++
 	p.signalCapacityLocked()
 	p.mu.Unlock()
-	return p.await(ctx, req, wt)
+	return p.await(ctx, req, wt, a.since)
 }
 
 // queuedLocked counts every waiting request, targeted ones included.
@@ -348,13 +369,16 @@ func (p *Pool) takeWaiterLocked(e *list.Element) *waiter {
 	return wt
 }
 
-// await waits in the queue for a slot until pool_queue_timeout, the caller's
-// deadline, or the pool stopping.
-func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*slot, error) {
+// await waits in the queue for a slot until pool_queue_timeout after since, the
+// caller's deadline, or the pool stopping.
+func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter,
+	since time.Time) (*slot, error) {
 	wait := p.cfg.QueueTimeout
 	if req.QueueTimeout > 0 {
 		wait = min(wait, req.QueueTimeout)
 	}
+	limit := wait
+	wait -= time.Since(since)
 	if !req.Deadline.IsZero() {
 		wait = min(wait, time.Until(req.Deadline))
 	}
@@ -404,7 +428,7 @@ func (p *Pool) await(ctx context.Context, req *schemas.Request, wt *waiter) (*sl
 	}
 	emitPool(EventQueueTimeout, p.cfg.Name)
 	return nil, schemas.NewError(schemas.CategoryTimeout, schemas.ReasonQueueTimeout,
-		"no worker of pool %s became free within %v", p.cfg.Name, wait)
+		"no worker of pool %s became free within %v", p.cfg.Name, limit)
 }
 
 // release returns a slot after a request: to the next waiter if its worker
@@ -417,6 +441,8 @@ func (p *Pool) release(s *slot, ran bool) {
 	s.busy = false
 	if ran {
 		p.tookLocked(s)
+	} else {
+		s.requests--
 	}
 	s.began = time.Time{}
 	p.releasedLocked(s, ran)

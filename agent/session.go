@@ -12,9 +12,9 @@ import (
 // when the call should go to any worker instead (hint mode), having set
 // r.NeedBind when the lease must move to that worker.
 func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
-	r *schemas.SessionRoute, pipe bool) (*slot, error, bool) {
+	r *schemas.SessionRoute, a attempt) (*slot, error, bool) {
 	p.mu.Lock()
-	s := p.leasedSlotLocked(r.WorkerID, pipe)
+	s := p.leasedSlotLocked(r.WorkerID, a.pipe)
 	if p.stopping {
 		p.mu.Unlock()
 		return nil, stoppingError(p.cfg.Name), true
@@ -44,7 +44,7 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonWorkerBusy,
 			"worker %s of session %q is busy", r.WorkerID, req.SessionID), true
 	case config.AffinityStrictQueue:
-		s, err := p.enqueueLocked(ctx, req, &s.waiters, false, false)
+		s, err := p.enqueueLocked(ctx, req, &s.waiters, attempt{again: a.again, since: a.since})
 		return s, err, true
 	}
 	p.mu.Unlock()

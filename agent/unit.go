@@ -100,6 +100,12 @@ func (p *Pool) installLocked(u *unit, w *worker, skip *slot) *worker {
 			continue
 		}
 		p.attachLocked(s)
+		if s.idleList == &p.spare {
+			// A spare of the old worker: the new one may need it as its free
+			// worker (pipeline.go).
+			p.spare.Remove(s.idleElem)
+			s.idleElem, s.idleList = nil, nil
+		}
 		if s != skip && s.worker != nil && s.idleElem == nil && !p.stopping {
 			p.offerLocked(s)
 		}

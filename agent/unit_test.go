@@ -2,6 +2,7 @@ package agent
 
 import (
 	"testing"
+	"time"
 
 	"github.com/snakepit-go/snakepit/config"
 	"github.com/snakepit-go/snakepit/schemas"
@@ -27,7 +28,7 @@ func bookkeepingPool(t *testing.T, mutate func(*config.Pool)) (*Pool, *unit) {
 
 func (p *Pool) mustAcquire(t *testing.T) *slot {
 	t.Helper()
-	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r"}, false, false)
+	s, err := p.acquire(t.Context(), &schemas.Request{RequestID: "r"}, attempt{since: time.Now()})
 	if err != nil {
 		t.Fatalf("acquire: %v", err)
 	}

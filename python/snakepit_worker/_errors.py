@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional
 
 __all__ = [
     "ErrorBody", "error_body", "exception_body", "unknown_command",
-    "bad_arguments", "cancelled", "payload_too_large", "requeue",
+    "bad_arguments", "cancelled", "deadline_passed", "payload_too_large",
+    "requeue",
     "type_name",
 ]
 
@@ -26,6 +27,7 @@ ErrorBody = Dict[str, Any]
 WORKER = "worker"
 VALIDATION = "validation"
 POOL = "pool"
+TIMEOUT = "timeout"
 
 # Error bodies travel on to NATS, whose default payload limit is 1 MB:
 # keep a runaway message or traceback from filling it.
@@ -125,6 +127,14 @@ def cancelled(name: str, why: Optional[str]) -> ErrorBody:
         message = f"{message}: {why}"
         details["cancel_reason"] = why
     return error_body(WORKER, "cancelled", message, details)
+
+
+def deadline_passed(name: str) -> ErrorBody:
+    """A request not started because its caller's deadline had passed."""
+    return error_body(
+        TIMEOUT, "deadline_exceeded",
+        f'command "{name}" was not started: the caller\'s deadline passed',
+        {"command": name})
 
 
 def requeue(name: str) -> ErrorBody:

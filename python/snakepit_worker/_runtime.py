@@ -495,6 +495,11 @@ class Worker:
     def _run(self, req: _Request) -> Outcome:
         if req.ctx.cancelled:
             return self._cancelled(req)
+        deadline = req.ctx.deadline
+        if deadline is not None and time.time() >= deadline:
+            # Nobody waits for it any more (a request queued in the pipe or
+            # on the executor may start late).
+            return _error(_errors.deadline_passed(req.command.name))
         try:
             value = self._call(req)
             if type(value) not in _PLAIN and inspect.iscoroutine(value):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from typing import Any, Dict, List, Tuple
 import unittest
 
@@ -231,6 +232,17 @@ class RequestTest(LeakCheckedCase):
         self.assertEqual(answers[1].meta["reason"], "cancelled")
         self.assertEqual(result(answers[3])["message"], "pong")
 
+    def test_request_past_its_deadline_is_not_started(self) -> None:
+        self.worker.request(1, "long_running_task", {"seconds": 0.2})
+        deadline_ms = int(time.time() * 1000) + 50
+        self.worker.request(2, "ping", deadline_ms=deadline_ms)
+        first, second = self.worker.recv(), self.worker.recv()
+        self.assertEqual((first.id, first.kind), (1, _frames.RESULT))
+        self.assertEqual((second.id, second.kind), (2, _frames.ERROR))
+        self.assertEqual(
+            (second.meta["category"], second.meta["reason"]),
+            ("timeout", "deadline_exceeded"))
+
     def test_long_running_task_finishes(self) -> None:
         got = result(self.worker.call(1, "long_running_task",
                                       {"seconds": 0.1, "data": [1]}))
@@ -240,11 +252,11 @@ class RequestTest(LeakCheckedCase):
     def test_context_fields(self) -> None:
         worker = self.start(adapter=f"{FIXTURES}:AsyncAdapter")
         frame = worker.call(1, "context-info", session_id="s",
-                            deadline_ms=1700000000123,
+                            deadline_ms=4102444800123,
                             traceparent="00-ab-cd-01")
         self.assertEqual(result(frame), {
             "worker_id": "t1", "request_id": "r1", "session_id": "s",
-            "deadline": 1700000000.123, "traceparent": "00-ab-cd-01",
+            "deadline": 4102444800.123, "traceparent": "00-ab-cd-01",
             "command": "context-info", "has_session": True})
         frame = worker.call(2, "context-info")
         self.assertEqual(result(frame)["session_id"], None)
