@@ -38,6 +38,19 @@ func startSleeper(t *testing.T, envDir string) (leader, child int) {
 	if err != nil {
 		t.Fatalf("child pid %q: %v", line[:n], err)
 	}
+	// The child's environment cannot be read while it execs: wait until it is
+	// sleep, so that a scan sees it as the agent's.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(child), "comm"))
+		if string(comm) == "sleep\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d is %q, not sleep, after 5 s", child, comm)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return cmd.Process.Pid, child
 }
 
