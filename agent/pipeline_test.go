@@ -234,3 +234,19 @@ func TestStrictQueueWaiterRefusesTheReplacement(t *testing.T) {
 	}
 	p.release(a, true)
 }
+
+// TestHintCallOnAnotherWorkerRuns: a hint-mode session call whose leased worker
+// is busy runs on another worker, whatever that worker's incarnation.
+func TestHintCallOnAnotherWorkerRuns(t *testing.T) {
+	p := pipelinedPool(t, 2) // incarnations 1 and 2
+	leased := p.take(t, "work")
+	route := &schemas.SessionRoute{WorkerID: leased.unit.id, Incarnation: 1,
+		Mode: config.AffinityHint}
+	ran := false
+	err := p.execute(t.Context(), &schemas.Request{RequestID: "s", Command: "process",
+		Session: route}, true, func(*worker) error { ran = true; return nil })
+	if err != nil || !ran {
+		t.Fatalf("hint call with its worker busy: ran %v, err %v; want it run elsewhere", ran, err)
+	}
+	p.release(leased, true)
+}

@@ -285,9 +285,10 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 	if w == nil {
 		return errWorkerGone
 	}
-	if r := req.Session; r != nil && r.WorkerID != "" && !r.NeedBind && inc != r.Incarnation {
+	if r := req.Session; r != nil && s.id == r.WorkerID && inc != r.Incarnation && !r.NeedBind {
 		// Queued for its worker (strict_queue), it was handed that worker's
-		// replacement: the session's state died with the old process.
+		// replacement: the session's state died with the old process. (A
+		// hint call that went to another worker is not its worker's.)
 		return unavailableError(req, r)
 	}
 	if r := req.Session; r != nil && r.NeedBind {
