@@ -57,11 +57,15 @@ func (w *worker) register(capacity int) (id uint32, p *pending, pipelined bool, 
 	if w.gone {
 		return 0, nil, false, errWorkerGone
 	}
-	p.behind = w.hello.Threads <= 1 && len(w.calls) > 0
+	p.behind = w.oneAtATime() && len(w.calls) > 0
 	w.nextID++
 	w.calls[w.nextID] = p
 	return w.nextID, p, p.behind, nil
 }
+
+// oneAtATime reports whether the worker runs its requests one after another, in
+// the order they were sent (--threads 1).
+func (w *worker) oneAtATime() bool { return w.hello.Threads <= 1 }
 
 func (w *worker) unregister(id uint32) {
 	w.mu.Lock()

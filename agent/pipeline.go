@@ -79,22 +79,16 @@ func (p *Pool) takeSpareLocked() *slot {
 		if !p.pipelineOKLocked(s.unit, now) {
 			continue
 		}
-		p.spare.Remove(e)
-		s.idleElem, s.idleList = nil, nil
+		p.unlistLocked(s)
 		p.markBusyLocked(s)
 		return s
 	}
 	return nil
 }
 
-func (p *Pool) markBusyLocked(s *slot) {
-	s.busy = true
-	s.state = StateBusy
-	p.running.Add(1)
-}
-
 // pipelineOKLocked reports whether a request may wait in the pipe of u's
-// worker: the worker runs exactly one request, not a stream, of a command whose
+// worker: the worker runs exactly one request, one that could have been
+// pipelined itself (not a stream, not large), of a command whose
 // last run was short, that began less than pipelineShort ago, and one more
 // request stays within worker_max_requests.
 func (p *Pool) pipelineOKLocked(u *unit, now time.Time) bool {
@@ -111,7 +105,7 @@ func (p *Pool) pipelineOKLocked(u *unit, now time.Time) bool {
 		}
 		running = s
 	}
-	if running == nil || running.worker != u.worker || running.stream || running.began.IsZero() ||
+	if running == nil || running.worker != u.worker || !running.pipe || running.began.IsZero() ||
 		newRecyclePolicy(p.cfg).exhausted(u.startedLocked()) {
 		return false
 	}
@@ -121,7 +115,7 @@ func (p *Pool) pipelineOKLocked(u *unit, now time.Time) bool {
 
 // tookLocked remembers how long the request just released held slot s.
 func (p *Pool) tookLocked(s *slot) {
-	if s.began.IsZero() || s.stream || !s.unit.pipelined {
+	if s.began.IsZero() || !s.pipe || !s.unit.pipelined {
 		return
 	}
 	if _, ok := p.took[s.command]; !ok && len(p.took) >= maxTimedCommands {
@@ -156,13 +150,11 @@ func (u *unit) servingBusyLocked() bool {
 	return false
 }
 
-// spareSlots counts the slots that are spares rather than workers.
+// spareSlots counts the slots that are spares rather than workers: one per
+// unit of a pipelined pool.
 func (p *Pool) spareSlots() int {
-	n := 0
-	for _, u := range p.units {
-		if u.pipelined {
-			n++
-		}
+	if p.cfg.Pipelined() {
+		return len(p.units)
 	}
-	return n
+	return 0
 }

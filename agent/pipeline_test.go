@@ -35,7 +35,7 @@ func (p *Pool) take(t *testing.T, command string) *slot {
 		t.Fatalf("acquire: %v", err)
 	}
 	p.mu.Lock()
-	s.command, s.began = command, time.Now()
+	s.command, s.pipe, s.began = command, true, time.Now()
 	p.mu.Unlock()
 	return s
 }

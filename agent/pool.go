@@ -42,9 +42,10 @@ type slot struct {
 	// unit is the worker process's place this slot belongs to (unit.go).
 	unit *unit
 	// The request the slot runs, for pipelining (pipeline.go): its command,
-	// whether it streams, and when it took the slot (zero while free).
+	// whether it could have been pipelined itself (a call with small
+	// arguments; not a stream), and when it took the slot (zero while free).
 	command string
-	stream  bool
+	pipe    bool
 	began   time.Time
 }
 
@@ -188,15 +189,29 @@ func (p *Pool) offerLocked(s *slot) {
 	}
 	if front != nil {
 		wt := p.takeWaiterLocked(front)
-		s.busy = true
-		s.state = StateBusy
-		p.running.Add(1)
+		p.markBusyLocked(s)
 		wt.got <- s
 		return
 	}
 	s.busy = false
 	s.state = StateReady
 	s.idleElem, s.idleList = p.idle.PushBack(s), &p.idle
+}
+
+// unlistLocked takes a free slot out of the list it waits in (Pool.idle or
+// Pool.spare), if any.
+func (p *Pool) unlistLocked(s *slot) {
+	if s.idleElem != nil {
+		s.idleList.Remove(s.idleElem)
+		s.idleElem, s.idleList = nil, nil
+	}
+}
+
+// markBusyLocked gives a slot to a request.
+func (p *Pool) markBusyLocked(s *slot) {
+	s.busy = true
+	s.state = StateBusy
+	p.running.Add(1)
 }
 
 // Execute runs one request on a free worker, waiting in the queue for one if
@@ -280,7 +295,7 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 	p.mu.Lock()
 	w, inc := s.worker, s.incarnation
 	s.requests++
-	s.command, s.stream, s.began = req.Command, !a.pipe, time.Now()
+	s.command, s.pipe, s.began = req.Command, a.pipe, time.Now()
 	p.mu.Unlock()
 	if w == nil {
 		return errWorkerGone
@@ -315,12 +330,10 @@ func (p *Pool) acquire(ctx context.Context, req *schemas.Request, a attempt) (*s
 		return nil, stoppingError(p.cfg.Name)
 	}
 	if front := p.idle.Front(); front != nil {
-		s := p.idle.Remove(front).(*slot)
-		s.idleElem, s.idleList = nil, nil
+		s := front.Value.(*slot)
+		p.unlistLocked(s)
 		p.signalCapacityLocked()
-		s.busy = true
-		s.state = StateBusy
-		p.running.Add(1)
+		p.markBusyLocked(s)
 		p.mu.Unlock()
 		return s, nil
 	}

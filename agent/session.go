@@ -29,12 +29,9 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 		return nil, nil, false
 	}
 	if !s.busy && s.idleElem != nil {
-		s.idleList.Remove(s.idleElem)
-		s.idleElem, s.idleList = nil, nil
+		p.unlistLocked(s)
 		p.signalCapacityLocked()
-		s.busy = true
-		s.state = StateBusy
-		p.running.Add(1)
+		p.markBusyLocked(s)
 		p.mu.Unlock()
 		return s, nil, true
 	}

@@ -103,8 +103,7 @@ func (p *Pool) installLocked(u *unit, w *worker, skip *slot) *worker {
 		if s.idleList == &p.spare {
 			// A spare of the old worker: the new one may need it as its free
 			// worker (pipeline.go).
-			p.spare.Remove(s.idleElem)
-			s.idleElem, s.idleList = nil, nil
+			p.unlistLocked(s)
 		}
 		if s != skip && s.worker != nil && s.idleElem == nil && !p.stopping {
 			p.offerLocked(s)
@@ -134,8 +133,7 @@ func (p *Pool) attachLocked(s *slot) {
 // detachLocked takes an idle slot out of service.
 func (p *Pool) detachLocked(s *slot) {
 	if s.idleElem != nil {
-		s.idleList.Remove(s.idleElem)
-		s.idleElem, s.idleList = nil, nil
+		p.unlistLocked(s)
 		p.signalCapacityLocked()
 	}
 	s.worker = nil

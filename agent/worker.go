@@ -215,9 +215,11 @@ func (w *worker) route(f *schemas.Frame) {
 		w.mu.Lock()
 		p := w.calls[f.ID]
 		delete(w.calls, f.ID)
-		// What waited behind it may start now.
-		for _, q := range w.calls {
-			q.behind = false
+		if w.oneAtATime() {
+			// What waited behind it may start now (pending.behind).
+			for _, q := range w.calls {
+				q.behind = false
+			}
 		}
 		w.mu.Unlock()
 		if p != nil {
