@@ -18,8 +18,7 @@ from typing import Any, Dict, List, Optional
 __all__ = [
     "ErrorBody", "error_body", "exception_body", "unknown_command",
     "bad_arguments", "cancelled", "deadline_passed", "payload_too_large",
-    "requeue",
-    "type_name",
+    "requeue", "type_name",
 ]
 
 ErrorBody = Dict[str, Any]

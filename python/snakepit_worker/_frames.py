@@ -118,13 +118,7 @@ def encode(
         raise FrameError(f"encode frame: id {frame_id} is not a uint32")
     if not 0 <= flags <= 0xFF:
         raise FrameError(f"encode frame: flags {flags} is not a byte")
-    meta_bytes = _encode_meta(meta)
-    length = _AFTER_LENGTH + len(meta_bytes) + len(body)
-    if length > MAX_LENGTH:
-        raise FrameError(
-            f"encode frame: length {length} exceeds {MAX_LENGTH}")
-    header = _HEADER.pack(length, kind, flags, 0, frame_id, len(meta_bytes))
-    return b"".join((header, meta_bytes, body))
+    return pack(kind, frame_id, _encode_meta(meta), body, flags)
 
 
 def _encode_meta(meta: Optional[Dict[str, Any]]) -> bytes:
@@ -205,15 +199,12 @@ class FrameReader:
             if not data and data is not None:
                 return None
             _short(data, HEADER_SIZE)
-        length, kind, flags, frame_id, meta_len = _parse_header(data)
-        size = length - _AFTER_LENGTH
+        header = _parse_header(data)
+        size = header[0] - _AFTER_LENGTH
         payload = read(size) if size else b""
         if payload is None or len(payload) != size:
             _short(payload, size)
-        if meta_len == 0:
-            return Frame(kind, frame_id, {}, payload, flags)
-        return Frame(kind, frame_id, _decode_meta(payload[:meta_len]),
-                     payload[meta_len:], flags)
+        return _build(header, payload)
 
 
 def _short(data: Optional[bytes], size: int) -> NoReturn:
