@@ -41,11 +41,13 @@ type frameShape struct {
 }
 
 // newFrameShape builds REQUEST meta like the agent's (command, a request id of
-// the same length, a deadline) for args, answered with reply.
+// the same length, a deadline) for args, answered with reply. The deadline is a
+// day away, past any run: the worker runtime refuses a request whose deadline
+// has passed, and every frame of the run carries this one.
 func newFrameShape(command string, args, reply []byte) (frameShape, error) {
 	meta, err := json.Marshal(map[string]any{
 		"command": command, "request_id": nuid.Next(),
-		"deadline_ms": time.Now().Add(time.Minute).UnixMilli(),
+		"deadline_ms": time.Now().Add(24 * time.Hour).UnixMilli(),
 	})
 	if err != nil {
 		return frameShape{}, fmt.Errorf("encode floor meta: %w", err)
