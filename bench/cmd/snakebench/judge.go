@@ -187,15 +187,19 @@ func memoryFigures(res *results) []*figure {
 
 // seriesData is every series as measured, floors included, for the JSON.
 type seriesData struct {
-	Latency       map[string]summary         `json:"latency_us"`
-	Throughput    map[string]map[int]float64 `json:"throughput_calls_per_s"`
-	PythonStartMs []float64                  `json:"python_start_ms"`
-	BatchStartMs  float64                    `json:"batch_start_ms"`
-	Publish       publishRate                `json:"nats_publish_256k"`
+	Latency    map[string]summary         `json:"latency_us"`
+	Throughput map[string]map[int]float64 `json:"throughput_calls_per_s"`
+	// Rounds are the rates of each round, in the order they ran; Throughput
+	// is their median.
+	Rounds        map[string]map[int][]float64 `json:"throughput_rounds_calls_per_s"`
+	PythonStartMs []float64                    `json:"python_start_ms"`
+	BatchStartMs  float64                      `json:"batch_start_ms"`
+	Publish       publishRate                  `json:"nats_publish_256k"`
 }
 
 func seriesOf(res *results) seriesData {
 	f := seriesData{Latency: map[string]summary{}, Throughput: map[string]map[int]float64{},
+		Rounds:  map[string]map[int][]float64{},
 		Publish: res.publish, BatchStartMs: *num(millis(res.batchStart))}
 	for name, d := range res.lat {
 		f.Latency[name] = summarize(d)
@@ -204,6 +208,14 @@ func seriesOf(res *results) seriesData {
 		f.Throughput[name] = map[int]float64{}
 		for c, v := range byConc {
 			f.Throughput[name][c] = *num(v)
+		}
+	}
+	for name, byConc := range res.rounds {
+		f.Rounds[name] = map[int][]float64{}
+		for c, rates := range byConc {
+			for _, v := range rates {
+				f.Rounds[name][c] = append(f.Rounds[name][c], *num(v))
+			}
 		}
 	}
 	for _, d := range res.pythonStarts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -21,7 +22,7 @@ const (
 const (
 	latencyBlocks    = 5 // series alternate in blocks so drift hits all alike
 	latencyWarmup    = 200
-	throughputRounds = 2 // variants alternate in rounds at each concurrency
+	throughputRounds = 5 // variants alternate in rounds at each concurrency
 	leakWarmup       = 10_000
 	leakConcurrency  = 64
 	streamChunks     = 256
@@ -42,6 +43,8 @@ type results struct {
 
 	lat  map[string][]time.Duration
 	tput map[string]map[int]float64
+	// rounds are the rates of each throughput round; tput is their median.
+	rounds map[string]map[int][]float64
 
 	rssIdle, rssBase, rssPeak, rssEnd int64
 	leak                              loopResult
@@ -65,6 +68,7 @@ type results struct {
 func newResults() *results {
 	return &results{
 		lat: map[string][]time.Duration{}, tput: map[string]map[int]float64{},
+		rounds:    map[string]map[int][]float64{},
 		pythonCPU: map[string]time.Duration{},
 	}
 }
@@ -120,7 +124,10 @@ func (r *rig) latency(ctx context.Context) error {
 }
 
 // throughput runs every variant at each concurrency for throughputRounds rounds
-// of o.round, alternating variants, and keeps calls per second over all rounds.
+// of o.round, alternating variants and starting each round one variant further
+// on, so that none always follows the same one. A variant's rate is the median
+// of its rounds' rates: a busy moment on the machine that hits one round of one
+// variant moves neither it nor the ratios.
 func (r *rig) throughput(ctx context.Context) error {
 	variants := r.callers()
 	for _, v := range variants {
@@ -129,13 +136,14 @@ func (r *rig) throughput(ctx context.Context) error {
 			return err
 		}
 		r.res.tput[v.name] = map[int]float64{}
+		r.res.rounds[v.name] = map[int][]float64{}
 	}
 	allCalls := map[string]int64{}
 	for _, c := range concurrencies {
-		calls := map[string]int64{}
-		spent := map[string]time.Duration{}
-		for range throughputRounds {
-			for _, v := range variants {
+		rates := map[string][]float64{}
+		for round := range throughputRounds {
+			for k := range variants {
+				v := variants[(round+k)%len(variants)]
 				cpu0 := cpuOf(v.python)
 				lr, err := checked(fmt.Sprintf("%s at concurrency %d", v.name, c),
 					r.loop(ctx, c, r.o.round, v))
@@ -143,15 +151,13 @@ func (r *rig) throughput(ctx context.Context) error {
 					return err
 				}
 				r.res.pythonCPU[v.name] += sum(cpuOf(v.python)) - sum(cpu0)
-				calls[v.name] += lr.calls
-				spent[v.name] += lr.elapsed
+				allCalls[v.name] += lr.calls
+				rates[v.name] = append(rates[v.name], lr.rate())
 			}
 		}
-		for name, n := range calls {
-			allCalls[name] += n
-		}
 		for _, v := range variants {
-			r.res.tput[v.name][c] = float64(calls[v.name]) / spent[v.name].Seconds()
+			r.res.tput[v.name][c] = median(rates[v.name])
+			r.res.rounds[v.name][c] = rates[v.name]
 		}
 		r.log.Info().Int("concurrency", c).Float64("plain_per_s", r.res.tput[seriesPlain][c]).
 			Float64("floor_per_s", r.res.tput[seriesFloor][c]).Msg("throughput measured")
@@ -160,6 +166,21 @@ func (r *rig) throughput(ctx context.Context) error {
 		r.res.pythonCPU[name] /= time.Duration(max(n, 1))
 	}
 	return nil
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count); xs is left as it was.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
 }
 
 func sum(d []time.Duration) time.Duration {
