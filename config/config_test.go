@@ -135,3 +135,18 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Default().Pools[0] = %+v, want %+v", p, want)
 	}
 }
+
+func TestValidToken(t *testing.T) {
+	for _, s := range []string{"a", "default", "A_b-9", "ping", "Z", "0", "_", "-",
+		strings.Repeat("x", 300)} {
+		if !ValidToken(s) {
+			t.Errorf("ValidToken(%q) = false, want true", s)
+		}
+	}
+	for _, s := range []string{"", "a.b", "a b", "a*", ">", "*", "é", "a\n", "a\x00", "x/y",
+		"tab\t"} {
+		if ValidToken(s) {
+			t.Errorf("ValidToken(%q) = true, want false", s)
+		}
+	}
+}

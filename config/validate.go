@@ -7,11 +7,22 @@ import (
 	"time"
 )
 
-// tokenRE is what a pool or command name may be: one NATS subject token.
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// ValidToken reports whether s can be a pool or command name.
-func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+// ValidToken reports whether s can be a pool or command name: one NATS subject
+// token of letters, digits, '_' and '-'. The client checks every call's names,
+// so this is a loop, not a regular expression.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // adapterRE is "module.path:Class".
 var adapterRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$`)
