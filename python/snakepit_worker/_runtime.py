@@ -414,8 +414,7 @@ class Worker:
         session_id = get("session_id")
         session = None
         if type(session_id) is str:
-            session = self._session(
-                session_id, _optional_int(get("session_epoch")))
+            session = self._session(session_id, get("session_epoch"))
         else:
             session_id = None
         deadline_ms = get("deadline_ms")
@@ -438,18 +437,23 @@ class Worker:
         return _Request(frame, command, ctx, get("stream") is True,
                         window, self._flow)
 
-    def _session(self, session_id: Optional[str],
-                 epoch: Optional[int]) -> Optional[Dict[str, Any]]:
-        if session_id is None:
-            return None
+    def _session(self, session_id: str,
+                 epoch: Any) -> Dict[str, Any]:
+        """The state of session_id, afresh when epoch (from REQUEST meta,
+        an int or not given) differs from the one its state belongs to."""
+        if type(epoch) is not int:
+            epoch = None
         stale = None
         with self._sessions_lock:
-            known = self._epochs.get(session_id)
-            if epoch is not None and known is not None and known != epoch:
-                stale = self._sessions.pop(session_id, None)
             if epoch is not None:
-                self._epochs[session_id] = epoch
-            state = self._sessions.setdefault(session_id, {})
+                known = self._epochs.get(session_id)
+                if known != epoch:
+                    if known is not None:
+                        stale = self._sessions.pop(session_id, None)
+                    self._epochs[session_id] = epoch
+            state = self._sessions.get(session_id)
+            if state is None:
+                state = self._sessions[session_id] = {}
         if stale is not None:
             self._executor.submit(self._call_hook, session_id, stale,
                                   "reset")
