@@ -23,8 +23,10 @@ type sessionCall struct {
 // holds its lease (forwarded is true), or here with req.Session filled in.
 func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request,
 	stream bool) (*sessionCall, bool, error) {
+	// The config's fields are copied out: the Bind closure must not take the
+	// whole config to the heap on every session call.
 	cfg := p.Config()
-	mode := m.Header.Get(HeaderAffinity)
+	ttl, mode := cfg.SessionTTL, m.Header.Get(HeaderAffinity)
 	if mode == "" {
 		mode = cfg.Affinity
 	}
@@ -67,9 +69,9 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request,
 		defer cancel()
 		var err error
 		if held {
-			_, err = mgr.Replace(ctx, l, rev, cfg.SessionTTL)
+			_, err = mgr.Replace(ctx, l, rev, ttl)
 		} else {
-			_, err = mgr.Claim(ctx, l, cfg.SessionTTL)
+			_, err = mgr.Claim(ctx, l, ttl)
 		}
 		if errors.Is(err, sessions.ErrHeld) || errors.Is(err, sessions.ErrConflict) {
 			return 0, fmt.Errorf("%w: %w", schemas.ErrElsewhere, err)
@@ -77,7 +79,7 @@ func (s *Server) routeSession(p Pool, m *nats.Msg, req *schemas.Request,
 		return l.CreatedUnixMs, err
 	}
 	req.Session = route
-	return &sessionCall{route: route, ttl: cfg.SessionTTL}, false, nil
+	return &sessionCall{route: route, ttl: ttl}, false, nil
 }
 
 // done records a finished session call: the lease is renewed in the background.
