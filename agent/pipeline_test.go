@@ -250,3 +250,54 @@ func TestHintCallOnAnotherWorkerRuns(t *testing.T) {
 	}
 	p.release(leased, true)
 }
+
+// TestLeasedSpareOnlyWherePipeliningMay: a session call whose worker runs a
+// request takes that worker's spare only where any request could: a pipe
+// request, behind a short one. That holds whichever of the unit's slots is the
+// spare; otherwise a hint call goes to any worker instead.
+func TestLeasedSpareOnlyWherePipeliningMay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pipe bool
+		age  time.Duration // of the running request
+		take bool
+	}{
+		{"pipe request behind a short one", true, 0, true},
+		{"pipe request behind a long-running one", true, 10 * time.Millisecond, false},
+		{"stream behind a short one", false, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pipelinedPool(t, 1)
+			p.mu.Lock()
+			p.took["ping"] = 100 * time.Microsecond
+			p.mu.Unlock()
+			// The first request ends while the one pipelined behind it runs:
+			// the unit's first slot is now its spare.
+			a, b := p.take(t, "ping"), p.take(t, "ping")
+			p.release(a, true)
+			p.mu.Lock()
+			if p.slots[0] != a || a.idleList != &p.spare || !b.busy {
+				p.mu.Unlock()
+				t.Fatal("set-up: the unit's first slot is not its spare")
+			}
+			b.began = time.Now().Add(-tc.age)
+			p.mu.Unlock()
+			route := &schemas.SessionRoute{WorkerID: a.id, Incarnation: a.incarnation,
+				Mode: config.AffinityHint}
+			s, err, done := p.acquireLeased(t.Context(), &schemas.Request{RequestID: "s",
+				Command: "ping", Session: route}, route, attempt{pipe: tc.pipe, since: time.Now()})
+			if err != nil {
+				t.Fatalf("acquireLeased: %v", err)
+			}
+			if tc.take && (s != a || !done) {
+				t.Fatalf("got slot %p done %v, want the spare", s, done)
+			}
+			if !tc.take && (s != nil || done) {
+				t.Fatalf("got slot %p done %v, want none: the call goes to any worker", s, done)
+			}
+			if route.NeedBind || route.Reset {
+				t.Fatal("the lease was moved or reset while its worker lives")
+			}
+		})
+	}
+}

@@ -14,7 +14,7 @@ import (
 func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 	r *schemas.SessionRoute, a attempt) (*slot, error, bool) {
 	p.mu.Lock()
-	s := p.leasedSlotLocked(r.WorkerID, a.pipe)
+	s, free := p.leasedSlotLocked(r.WorkerID, a.pipe)
 	if p.stopping {
 		p.mu.Unlock()
 		return nil, stoppingError(p.cfg.Name), true
@@ -28,7 +28,7 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 		r.Reset, r.NeedBind = true, true
 		return nil, nil, false
 	}
-	if !s.busy && s.idleElem != nil {
+	if free {
 		p.unlistLocked(s)
 		p.signalCapacityLocked()
 		p.markBusyLocked(s)
@@ -48,10 +48,12 @@ func (p *Pool) acquireLeased(ctx context.Context, req *schemas.Request,
 	return nil, nil, false
 }
 
-// leasedSlotLocked returns a slot of the worker named id: an idle one if there is
-// one (a thread-profile worker has several slots under one id), else, for a pipe
-// request, the worker's spare if it may take one (pipeline.go), else the first.
-func (p *Pool) leasedSlotLocked(id string, pipe bool) *slot {
+// leasedSlotLocked finds the worker named id and reports whether the slot it
+// returns may be taken now: an idle one if there is one (a thread-profile worker
+// has several slots under one id), else, for a pipe request, the worker's spare
+// if any request could take it (pipeline.go). Otherwise it returns one of the
+// worker's slots, not to be taken, or nil when the pool has none of that id.
+func (p *Pool) leasedSlotLocked(id string, pipe bool) (*slot, bool) {
 	var first, spare *slot
 	for _, s := range p.slots {
 		if s.id != id {
@@ -59,7 +61,7 @@ func (p *Pool) leasedSlotLocked(id string, pipe bool) *slot {
 		}
 		switch {
 		case !s.busy && s.idleList == &p.idle:
-			return s
+			return s, true
 		case !s.busy && s.idleList == &p.spare:
 			spare = s
 		}
@@ -68,9 +70,9 @@ func (p *Pool) leasedSlotLocked(id string, pipe bool) *slot {
 		}
 	}
 	if spare != nil && pipe && p.pipelineOKLocked(spare.unit, time.Now()) {
-		return spare
+		return spare, true
 	}
-	return first
+	return first, false
 }
 
 func (p *Pool) slotByIDLocked(id string) *slot {
