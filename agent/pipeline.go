@@ -125,15 +125,15 @@ func (p *Pool) tookLocked(s *slot) {
 }
 
 // unitWaiter returns the oldest request queued for s's worker alone
-// (strict_queue). A pipelined unit's waiters may sit on either of its slots,
-// and whichever slot frees the worker serves them.
+// (strict_queue). They wait on one of the worker's slots, and whichever of its
+// slots frees (another thread of a thread-profile worker, the other slot of a
+// pipelined one) serves them.
 func (s *slot) unitWaiter() *list.Element {
-	front := s.waiters.Front()
-	if front != nil || !s.unit.pipelined {
+	if front := s.waiters.Front(); front != nil {
 		return front
 	}
 	for _, o := range s.unit.slots {
-		if front = o.waiters.Front(); front != nil {
+		if front := o.waiters.Front(); front != nil {
 			return front
 		}
 	}

@@ -301,3 +301,110 @@ func TestLeasedSpareOnlyWherePipeliningMay(t *testing.T) {
 		})
 	}
 }
+
+// TestStrictWaitersDoNotStarveTheQueue: a freed worker serves the oldest
+// request waiting for it, whether that one waits in the pool's queue or for
+// this worker alone (strict_queue); a stream of strict calls does not keep a
+// plain call queued behind them.
+func TestStrictWaitersDoNotStarveTheQueue(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	u := p.units[0]
+	a := p.take(t, "work") // never timed: nothing is pipelined behind it
+	order := make(chan string, 2)
+	run := func(name string) func(*worker) error {
+		return func(*worker) error { order <- name; return nil }
+	}
+	errs := make(chan error, 2)
+	go func() {
+		errs <- p.execute(t.Context(), &schemas.Request{RequestID: "plain", Command: "work"},
+			true, run("plain"))
+	}()
+	for p.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	route := &schemas.SessionRoute{WorkerID: u.id, Incarnation: 1, Mode: config.AffinityStrictQueue}
+	go func() {
+		errs <- p.execute(t.Context(), &schemas.Request{RequestID: "strict", Command: "work",
+			Session: route}, true, run("strict"))
+	}()
+	for p.Stats().Queued != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	p.release(a, true)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("execute: %v", err)
+		}
+	}
+	if first, second := <-order, <-order; first != "plain" || second != "strict" {
+		t.Fatalf("ran %s then %s; want the older plain call first", first, second)
+	}
+}
+
+// TestHintCallHandedTheReplacementStartsAfresh: a hint call that waited in the
+// queue while its worker was replaced (worker_max_requests) and is handed the
+// replacement runs there, the session started afresh (Reset, a new lease),
+// instead of failing session_worker_unavailable.
+func TestHintCallHandedTheReplacementStartsAfresh(t *testing.T) {
+	p := pipelinedPool(t, 1)
+	u := p.units[0]
+	a := p.take(t, "work") // the old worker's last request, still running
+	var boundInc uint32
+	route := &schemas.SessionRoute{WorkerID: u.id, Incarnation: 1, Mode: config.AffinityHint,
+		Bind: func(_ string, inc uint32) (int64, error) { boundInc = inc; return 7, nil }}
+	ran := make(chan uint32, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- p.execute(t.Context(), &schemas.Request{RequestID: "s", Command: "work",
+			Session: route}, true, func(w *worker) error { ran <- w.incarnation; return nil })
+	}()
+	for p.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	p.mu.Lock()
+	p.installLocked(u, fakeProcess(2, 1), nil)
+	p.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatalf("hint call handed the replacement: %v, want it run there afresh", err)
+	}
+	if inc := <-ran; inc != 2 || boundInc != 2 || !route.Reset || route.Epoch != 7 {
+		t.Fatalf("ran on incarnation %d, bound to %d, reset %v, epoch %d; want 2, 2, true, 7",
+			inc, boundInc, route.Reset, route.Epoch)
+	}
+	p.release(a, true)
+}
+
+// TestStrictWaiterTakesAnyThreadOfItsWorker: a strict_queue call waiting for a
+// thread-profile worker runs on whichever of its threads frees first.
+func TestStrictWaiterTakesAnyThreadOfItsWorker(t *testing.T) {
+	p, u := bookkeepingPool(t, func(c *config.Pool) {
+		c.WorkerProfile, c.ThreadsPerWorker = config.ProfileThread, 2
+	})
+	p.mu.Lock()
+	p.installLocked(u, fakeProcess(1, 2), nil)
+	p.mu.Unlock()
+	first, second := p.mustAcquire(t), p.mustAcquire(t)
+	if first.id != second.id {
+		t.Fatal("set-up: two workers, want two threads of one")
+	}
+	route := &schemas.SessionRoute{WorkerID: u.id, Incarnation: 1, Mode: config.AffinityStrictQueue}
+	done := make(chan error, 1)
+	go func() {
+		done <- p.execute(t.Context(), &schemas.Request{RequestID: "s", Command: "work",
+			Session: route}, true, func(*worker) error { return nil })
+	}()
+	for p.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// Whichever thread the call queued on, the other one frees.
+	p.release(second, true)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("strict call: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("strict call still waits while a thread of its worker is free")
+	}
+	p.release(first, true)
+}

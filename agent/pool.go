@@ -58,6 +58,9 @@ type waiter struct {
 	movable, rerouted bool
 	// pipe lets the waiter take a worker that still runs a short request.
 	pipe bool
+	// seq orders every waiter of the pool, whichever queue it is in: the
+	// lowest is the oldest (negative for one queued in front again).
+	seq int64
 }
 
 // Pool is one named pool on this agent: a fixed number of worker slots, a bounded
@@ -92,6 +95,7 @@ type Pool struct {
 	// capChanged signals (capacity 1) that idle workers or the queue changed.
 	capChanged chan struct{}
 	queued     int // waiters here and on every slot
+	waiterSeq  int64
 	stopping   bool
 	running    sync.WaitGroup // requests holding a worker
 	stats      counters
@@ -183,11 +187,7 @@ func (p *Pool) offerLocked(s *slot) {
 		p.offerSpareLocked(s)
 		return
 	}
-	front := s.unitWaiter()
-	if front == nil {
-		front = p.waiters.Front()
-	}
-	if front != nil {
+	if front := p.nextWaiterLocked(s); front != nil {
 		wt := p.takeWaiterLocked(front)
 		p.markBusyLocked(s)
 		wt.got <- s
@@ -196,6 +196,17 @@ func (p *Pool) offerLocked(s *slot) {
 	s.busy = false
 	s.state = StateReady
 	s.idleElem, s.idleList = p.idle.PushBack(s), &p.idle
+}
+
+// nextWaiterLocked returns the request a freed slot s serves: the older of the
+// first queued for s's worker alone (strict_queue) and the first of the pool's
+// queue, so that neither queue starves the other.
+func (p *Pool) nextWaiterLocked(s *slot) *list.Element {
+	mine, any := s.unitWaiter(), p.waiters.Front()
+	if mine == nil || (any != nil && any.Value.(*waiter).seq < mine.Value.(*waiter).seq) {
+		return any
+	}
+	return mine
 }
 
 // unlistLocked takes a free slot out of the list it waits in (Pool.idle or
@@ -301,10 +312,15 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 		return errWorkerGone
 	}
 	if r := req.Session; r != nil && s.id == r.WorkerID && inc != r.Incarnation && !r.NeedBind {
-		// Queued for its worker (strict_queue), it was handed that worker's
-		// replacement: the session's state died with the old process. (A
-		// hint call that went to another worker is not its worker's.)
-		return unavailableError(req, r)
+		// While it waited, its worker was replaced (crashed or recycled), and
+		// it was handed the replacement: the session's state died with the
+		// old process. Strict modes refuse; hint starts the session afresh
+		// there. (A hint call that went to another worker is not its
+		// worker's.)
+		if r.Mode != config.AffinityHint {
+			return unavailableError(req, r)
+		}
+		r.Reset, r.NeedBind = true, true
 	}
 	if r := req.Session; r != nil && r.NeedBind {
 		epoch, err := r.Bind(s.id, inc)
@@ -358,8 +374,12 @@ func (p *Pool) enqueueLocked(ctx context.Context, req *schemas.Request,
 		return nil, schemas.NewError(schemas.CategoryPool, schemas.ReasonPoolSaturated,
 			"pool %s is saturated: %d requests queued", p.cfg.Name, p.cfg.MaxQueueSize)
 	}
-	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable, pipe: a.pipe}
+	p.waiterSeq++
+	wt := &waiter{got: make(chan *slot, 1), queue: q, movable: req.Movable, pipe: a.pipe,
+		seq: p.waiterSeq}
 	if a.again {
+		// Older than every waiter: ahead of the ones queued in front before.
+		wt.seq = -p.waiterSeq
 		wt.elem = q.PushFront(wt)
 	} else {
 		wt.elem = q.PushBack(wt)
