@@ -15,10 +15,13 @@ const reasonRequeue = "requeue"
 
 // requestMeta is the meta of a REQUEST frame.
 type requestMeta struct {
-	Command     string `json:"command"`
-	RequestID   string `json:"request_id"`
-	SessionID   string `json:"session_id,omitempty"`
-	Epoch       int64  `json:"session_epoch,omitempty"`
+	Command   string `json:"command"`
+	RequestID string `json:"request_id"`
+	SessionID string `json:"session_id,omitempty"`
+	Epoch     int64  `json:"session_epoch,omitempty"`
+	// Guest says the worker does not hold the session (a hint call run
+	// elsewhere): it must neither see nor keep the session's state.
+	Guest       bool   `json:"session_guest,omitempty"`
 	DeadlineMs  int64  `json:"deadline_ms,omitempty"`
 	Traceparent string `json:"traceparent,omitempty"`
 	Stream      bool   `json:"stream,omitempty"`
@@ -136,7 +139,7 @@ func (w *worker) sendRequest(id uint32, req *schemas.Request, meta requestMeta) 
 	meta.Command, meta.RequestID = req.Command, req.RequestID
 	meta.SessionID, meta.Traceparent = req.SessionID, req.Traceparent
 	if req.Session != nil {
-		meta.Epoch = req.Session.Epoch
+		meta.Epoch, meta.Guest = req.Session.Epoch, req.Session.Guest
 	}
 	if !req.Deadline.IsZero() {
 		meta.DeadlineMs = req.Deadline.UnixMilli()

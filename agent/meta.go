@@ -22,6 +22,9 @@ func appendMeta(dst []byte, m *requestMeta) []byte {
 		dst = append(dst, `,"session_epoch":`...)
 		dst = strconv.AppendInt(dst, m.Epoch, 10)
 	}
+	if m.Guest {
+		dst = append(dst, `,"session_guest":true`...)
+	}
 	if m.DeadlineMs != 0 {
 		dst = append(dst, `,"deadline_ms":`...)
 		dst = strconv.AppendInt(dst, m.DeadlineMs, 10)

@@ -12,6 +12,7 @@ func TestAppendMetaMatchesEncodingJSON(t *testing.T) {
 		{Command: "ping", RequestID: "r-1"},
 		{Command: "echo", RequestID: "x", SessionID: "user 42@example.com", Epoch: 1733300000000,
 			DeadlineMs: 1733300005000, Traceparent: "00-abc-def-01"},
+		{Command: "visit", RequestID: "g", SessionID: "s", Epoch: 5, Guest: true, Pipelined: true},
 		{Command: "gen", RequestID: "q\"uote\\back", SessionID: "tab\there\nnew 🐍 \x01", Stream: true, Window: 32},
 		{Command: "c", RequestID: "bad \xff utf8"},
 	}

@@ -248,7 +248,31 @@ func TestHintCallOnAnotherWorkerRuns(t *testing.T) {
 	if err != nil || !ran {
 		t.Fatalf("hint call with its worker busy: ran %v, err %v; want it run elsewhere", ran, err)
 	}
+	if !route.Guest {
+		t.Fatal("the call ran on a worker that does not hold the session, not as a guest")
+	}
 	p.release(leased, true)
+}
+
+// TestSessionCallsAreGuestsOnlyElsewhere: a session call on its leased worker,
+// or on the worker it was just bound to, is no guest there.
+func TestSessionCallsAreGuestsOnlyElsewhere(t *testing.T) {
+	p := pipelinedPool(t, 2)
+	u := p.units[0]
+	leased := &schemas.SessionRoute{WorkerID: u.id, Incarnation: 1, Mode: config.AffinityHint}
+	fresh := &schemas.SessionRoute{NeedBind: true, Mode: config.AffinityHint,
+		Bind: func(string, uint32) (int64, error) { return 9, nil }}
+	for name, route := range map[string]*schemas.SessionRoute{"leased": leased, "new": fresh} {
+		err := p.execute(t.Context(), &schemas.Request{RequestID: name, Command: "work",
+			Session: route}, true, func(*worker) error { return nil })
+		if err != nil {
+			t.Fatalf("%s session call: %v", name, err)
+		}
+		if route.Guest || route.WorkerID == "" {
+			t.Fatalf("%s session call: guest %v, worker %q; want no guest, bound", name,
+				route.Guest, route.WorkerID)
+		}
+	}
 }
 
 // TestLeasedSpareOnlyWherePipeliningMay: a session call whose worker runs a

@@ -327,7 +327,10 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 		if err != nil {
 			return err
 		}
-		r.NeedBind, r.Epoch = false, epoch
+		r.NeedBind, r.Epoch, r.WorkerID, r.Incarnation = false, epoch, s.id, inc
+	}
+	if r := req.Session; r != nil {
+		r.Guest = s.id != r.WorkerID
 	}
 	return run(w)
 }

@@ -126,4 +126,8 @@ type SessionRoute struct {
 	Reset bool
 	// NeedBind is set while routing when Bind must run on the chosen worker.
 	NeedBind bool
+	// Guest is set by the pool when a hint call runs on a worker that does
+	// not hold the session: it gets an empty state there, dropped after the
+	// call, and the session's state stays on its worker.
+	Guest bool
 }

@@ -414,7 +414,12 @@ class Worker:
         session_id = get("session_id")
         session = None
         if type(session_id) is str:
-            session = self._session(session_id, get("session_epoch"))
+            if get("session_guest") is True:
+                # A hint call run here while another worker holds the
+                # session: an empty state of its own, kept by nobody.
+                session = {}
+            else:
+                session = self._session(session_id, get("session_epoch"))
         else:
             session_id = None
         deadline_ms = get("deadline_ms")

@@ -86,6 +86,27 @@ class SessionTest(LeakCheckedCase):
         self.assertEqual(w.recv_eof(), [])
         self.assertEqual(w.wait(), 0)
 
+    def test_a_guest_call_neither_sees_nor_keeps_the_state(self) -> None:
+        w = self.worker
+        self.assertEqual(count_of(w.call(1, "process", session_id="g",
+                                         session_epoch=100)), 1)
+        # A hint call while another worker holds the session: its own empty
+        # state, every time, and the session's state here is untouched.
+        for i in (2, 3):
+            self.assertEqual(count_of(w.call(i, "process", session_id="g",
+                                             session_epoch=300,
+                                             session_guest=True)), 1)
+        self.assertEqual(count_of(w.call(4, "process", session_id="g",
+                                         session_epoch=100)), 2)
+        # Nor does a guest of a session unknown here leave a state behind to
+        # end: only g ends at shutdown.
+        self.assertEqual(count_of(w.call(5, "process", session_id="h",
+                                         session_guest=True)), 1)
+        w.send(_frames.SHUTDOWN)
+        self.assertEqual(w.recv_eof(), [])
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(read_text(self.log), "g shutdown\n")
+
 
 class ShutdownTest(LeakCheckedCase):
     def test_shutdown_lets_running_requests_finish(self) -> None:
