@@ -60,14 +60,10 @@ func (p *Pool) spareLocked(s *slot) bool {
 func (p *Pool) offerSpareLocked(s *slot) {
 	if front := p.waiters.Front(); front != nil && front.Value.(*waiter).pipe &&
 		p.pipelineOKLocked(s.unit, time.Now()) {
-		wt := p.takeWaiterLocked(front)
-		p.markBusyLocked(s)
-		wt.got <- s
+		p.handLocked(s, front)
 		return
 	}
-	s.busy = false
-	s.state = StateReady
-	s.idleElem, s.idleList = p.spare.PushBack(s), &p.spare
+	p.listFreeLocked(s, &p.spare)
 }
 
 // takeSpareLocked takes, busy-marked, the first spare whose unit may pipeline

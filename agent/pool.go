@@ -188,14 +188,24 @@ func (p *Pool) offerLocked(s *slot) {
 		return
 	}
 	if front := p.nextWaiterLocked(s); front != nil {
-		wt := p.takeWaiterLocked(front)
-		p.markBusyLocked(s)
-		wt.got <- s
+		p.handLocked(s, front)
 		return
 	}
+	p.listFreeLocked(s, &p.idle)
+}
+
+// handLocked gives the free slot s to the waiter queued at e.
+func (p *Pool) handLocked(s *slot, e *list.Element) {
+	wt := p.takeWaiterLocked(e)
+	p.markBusyLocked(s)
+	wt.got <- s
+}
+
+// listFreeLocked puts the free slot s in l, Pool.idle or Pool.spare.
+func (p *Pool) listFreeLocked(s *slot, l *list.List) {
 	s.busy = false
 	s.state = StateReady
-	s.idleElem, s.idleList = p.idle.PushBack(s), &p.idle
+	s.idleElem, s.idleList = l.PushBack(s), l
 }
 
 // nextWaiterLocked returns the request a freed slot s serves: the older of the
@@ -311,25 +321,25 @@ func (p *Pool) executeOnce(ctx context.Context, req *schemas.Request, a attempt,
 	if w == nil {
 		return errWorkerGone
 	}
-	if r := req.Session; r != nil && s.id == r.WorkerID && inc != r.Incarnation && !r.NeedBind {
-		// While it waited, its worker was replaced (crashed or recycled), and
-		// it was handed the replacement: the session's state died with the
-		// old process. Strict modes refuse; hint starts the session afresh
-		// there. (A hint call that went to another worker is not its
-		// worker's.)
-		if r.Mode != config.AffinityHint {
-			return unavailableError(req, r)
-		}
-		r.Reset, r.NeedBind = true, true
-	}
-	if r := req.Session; r != nil && r.NeedBind {
-		epoch, err := r.Bind(s.id, inc)
-		if err != nil {
-			return err
-		}
-		r.NeedBind, r.Epoch, r.WorkerID, r.Incarnation = false, epoch, s.id, inc
-	}
 	if r := req.Session; r != nil {
+		if s.id == r.WorkerID && inc != r.Incarnation && !r.NeedBind {
+			// While it waited, its worker was replaced (crashed or recycled),
+			// and it was handed the replacement: the session's state died
+			// with the old process. Strict modes refuse; hint starts the
+			// session afresh there. (A hint call that went to another worker
+			// is not its worker's.)
+			if r.Mode != config.AffinityHint {
+				return unavailableError(req, r)
+			}
+			r.Reset, r.NeedBind = true, true
+		}
+		if r.NeedBind {
+			epoch, err := r.Bind(s.id, inc)
+			if err != nil {
+				return err
+			}
+			r.NeedBind, r.Epoch, r.WorkerID, r.Incarnation = false, epoch, s.id, inc
+		}
 		r.Guest = s.id != r.WorkerID
 	}
 	return run(w)
