@@ -419,7 +419,8 @@ class Worker:
                 # session: an empty state of its own, kept by nobody.
                 session = {}
             else:
-                session = self._session(session_id, get("session_epoch"))
+                session = self._session(
+                    session_id, _optional_int(get("session_epoch")))
         else:
             session_id = None
         deadline_ms = get("deadline_ms")
@@ -443,11 +444,9 @@ class Worker:
                         window, self._flow)
 
     def _session(self, session_id: str,
-                 epoch: Any) -> Dict[str, Any]:
-        """The state of session_id, afresh when epoch (from REQUEST meta,
-        an int or not given) differs from the one its state belongs to."""
-        if type(epoch) is not int:
-            epoch = None
+                 epoch: Optional[int]) -> Dict[str, Any]:
+        """The state of session_id, afresh when epoch (None: not given)
+        differs from the one its state belongs to."""
         stale = None
         with self._sessions_lock:
             if epoch is not None:
@@ -730,10 +729,9 @@ class Worker:
 
 
 def _optional_int(value: Any) -> Optional[int]:
-    """An integer from frame meta, or None (booleans are not integers)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
+    """An integer from frame meta, or None (booleans are not integers, and
+    decoded JSON has no other subclass of int)."""
+    return value if type(value) is int else None
 
 
 class _Source:
